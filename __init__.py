@@ -1,0 +1,1 @@
+"""tether: bounded-autonomy agents that write to real systems."""

@@ -1,0 +1,53 @@
+"""Where tether keeps its state: one data directory, ``$TETHER_HOME`` (default ``./.tether``).
+
+Everything a run writes lives under it: LangGraph checkpoints, the action ledger, the
+support desk's business database copy, and indexes. Pass ``Home`` explicitly; nothing reads
+a process-wide default except ``Home.from_env()``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Home"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Home:
+    """The data directory and the files inside it."""
+
+    root: Path
+    """The directory itself."""
+
+    @classmethod
+    def from_env(cls) -> Home:
+        return cls(root=Path(os.environ.get("TETHER_HOME") or ".tether").resolve())
+
+    def ensure(self) -> Home:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def checkpoints(self) -> Path:
+        """LangGraph's SQLite checkpointer file."""
+        return self.root / "checkpoints.sqlite"
+
+    @property
+    def ledger(self) -> Path:
+        """The action ledger (SQLite)."""
+        return self.root / "ledger.sqlite"
+
+    @property
+    def world(self) -> Path:
+        """The support desk's business database copy."""
+        return self.root / "world" / "support.sqlite"
+
+    @property
+    def ledger_url(self) -> str:
+        return os.environ.get("TETHER_LEDGER_URL") or f"sqlite:///{self.ledger}"
+
+    @property
+    def checkpoint_url(self) -> str:
+        return os.environ.get("TETHER_CHECKPOINT_URL") or f"sqlite:///{self.checkpoints}"

@@ -1,0 +1,194 @@
+"""Typed state of a governed workflow, and the typed values that cross an interrupt.
+
+Everything in the state is a frozen pydantic value or a LangChain message; there is no
+``dict[str, Any]`` bag. ``SERDE_ALLOWLIST`` names these types for LangGraph's checkpoint
+serializer so they are restored as themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from tether.guards.budgets import BudgetExceeded, Usage
+from tether.guards.decisions import Allow, Deny, Escalate, EscalationAction, RequireApproval, RuleMatch
+from tether.retrieval.knowledge import Evidence
+from tether.tools.base import ArgumentProblem
+
+__all__ = [
+    "SERDE_ALLOWLIST",
+    "Approve",
+    "ApprovalRequest",
+    "Edit",
+    "Escalated",
+    "HumanDecision",
+    "Memory",
+    "Outcome",
+    "Proposal",
+    "Reject",
+    "Resolved",
+    "TurnSummary",
+    "WorkflowState",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---------------------------------------------------------------- human decisions
+
+
+class Approve(_Frozen):
+    """Run the action exactly as proposed."""
+
+    kind: Literal["approve"] = "approve"
+    approver: str
+    comment: str = ""
+
+
+class Reject(_Frozen):
+    """Do not run the action; the model is told the reason."""
+
+    kind: Literal["reject"] = "reject"
+    approver: str
+    reason: str
+
+
+class Edit(_Frozen):
+    """Run the action with these argument changes (merged over the proposal), after a new policy check."""
+
+    kind: Literal["edit"] = "edit"
+    approver: str
+    args: dict[str, JsonValue]
+    comment: str = ""
+
+
+HumanDecision = Annotated[Approve | Reject | Edit, Field(discriminator="kind")]
+
+
+class ApprovalRequest(_Frozen):
+    """What ``interrupt()`` hands to the human: enough to decide without reading code."""
+
+    approval_id: str
+    thread_id: str
+    tool_call_id: str
+    tool: str
+    args: dict[str, JsonValue]
+    args_hash: str
+    preview: str
+    rule_id: str
+    reason: str
+    policy_version: str
+
+
+# ---------------------------------------------------------------- proposals and outcomes
+
+ProposalStatus = Literal[
+    "invalid", "denied", "awaiting_approval", "allowed", "approved", "rejected", "executed", "failed",
+    "skipped",
+]
+
+
+class Proposal(_Frozen):
+    """One tool call the model proposed, and what became of it so far."""
+
+    tool_call_id: str
+    tool: str
+    args: dict[str, JsonValue]
+    status: ProposalStatus
+    decision: Allow | Deny | RequireApproval | Escalate | None = Field(default=None, discriminator="kind")
+    problem: ArgumentProblem | None = None
+    approval_id: str | None = None
+    approver: str | None = None
+    preview: str | None = None
+
+
+class Resolved(_Frozen):
+    """The run answered the user."""
+
+    kind: Literal["resolved"] = "resolved"
+    answer: str
+
+
+class Escalated(_Frozen):
+    """The run stopped and was handed on (to a human, halted, or back to the user)."""
+
+    kind: Literal["escalated"] = "escalated"
+    action: EscalationAction
+    rule_id: str
+    reason: str
+    summary: str
+    ticket_id: str | None = None
+
+
+Outcome = Annotated[Resolved | Escalated, Field(discriminator="kind")]
+
+
+class TurnSummary(_Frozen):
+    """A finished run, folded out of the message history."""
+
+    request: str
+    route: str
+    actions: tuple[str, ...]
+    """``tool:status`` for each proposal, in order."""
+    outcome: str
+
+
+class Memory(_Frozen):
+    """Structured memory of earlier runs on the thread; replaces their messages."""
+
+    turns: tuple[TurnSummary, ...] = ()
+    dropped_turns: int = 0
+    """Turns older than the memory window, counted but no longer kept."""
+    evidence_seen: tuple[str, ...] = ()
+
+    def render(self) -> str:
+        if not self.turns:
+            return ""
+        lines = [f"- asked {t.request!r} -> {t.route}; {', '.join(t.actions) or 'no actions'}; {t.outcome}"
+                 for t in self.turns]
+        head = f"Earlier in this conversation ({self.dropped_turns} older turns omitted):" \
+            if self.dropped_turns else "Earlier in this conversation:"
+        return head + "\n" + "\n".join(lines)
+
+
+class Halt(_Frozen):
+    """Why the run must stop now (set by a guard, read by the escalate node)."""
+
+    rule_id: str
+    reason: str
+    action: EscalationAction
+    budget: BudgetExceeded | None = None
+
+
+class WorkflowState(TypedDict, total=False):
+    """The state LangGraph checkpoints for a governed workflow."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    customer_id: str
+    """The end user the run acts for (set by the caller, never by the model)."""
+    run_id: str
+    route: str
+    usage: Usage
+    proposals: list[Proposal]
+    evidence: list[Evidence]
+    error_streak: int
+    halt: Halt | None
+    outcome: Resolved | Escalated | None
+    memory: Memory
+
+
+SERDE_ALLOWLIST: list[tuple[str, ...]] = [
+    (cls.__module__, cls.__name__)
+    for cls in (
+        Approve, Reject, Edit, ApprovalRequest, Proposal, Resolved, Escalated, TurnSummary, Memory,
+        Halt, Usage, BudgetExceeded, Allow, Deny, RequireApproval, Escalate, RuleMatch, Evidence,
+        ArgumentProblem, EscalationAction,
+    )
+]
+
+

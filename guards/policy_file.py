@@ -1,0 +1,229 @@
+"""The policy *file* format (``agent-policy.yaml``) and its strict loader.
+
+The file is parsed into these pydantic schema types (unknown keys are errors, with a
+did-you-mean), then turned into the frozen runtime ``Policy`` by ``tether.guards.policy``.
+Duplicate keys are errors too: YAML would otherwise keep the last one silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tether.errors import PolicyFileError, PolicyProblem
+from tether.guards.decisions import EscalationAction
+
+__all__ = ["AgentSection", "EscalationSection", "PolicyFile", "ToolRuleSection", "parse_policy"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class EscalationSection(_Strict):
+    on_budget_exceeded: EscalationAction = EscalationAction.HANDOFF_TO_HUMAN
+    on_tool_error_retries_exhausted: EscalationAction = EscalationAction.HANDOFF_TO_HUMAN
+
+    @model_validator(mode="before")
+    @classmethod
+    def _enum_from_str(cls, data: Any) -> Any:
+        # strict mode refuses plain strings for enums; accept the documented spellings
+        if isinstance(data, dict):
+            return {
+                k: EscalationAction(v) if isinstance(v, str) and v in _ESCALATIONS else v
+                for k, v in data.items()
+            }
+        return data
+
+
+_ESCALATIONS = {e.value for e in EscalationAction}
+
+
+class AgentSection(_Strict):
+    max_wall_clock_seconds: float = Field(gt=0)
+    max_tool_calls: int = Field(ge=0)
+    max_model_spend_usd: float = Field(ge=0)
+    max_tool_error_retries: int = Field(default=2, ge=0)
+    """Consecutive malformed or failed tool calls tolerated before escalation."""
+    escalation: EscalationSection = EscalationSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ints_as_floats(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for k in ("max_wall_clock_seconds", "max_model_spend_usd"):
+                v = data.get(k)
+                if isinstance(v, int) and not isinstance(v, bool):
+                    data[k] = float(v)
+        return data
+
+
+class ToolRuleSection(_Strict):
+    allowed: bool = False
+    max_amount_usd: float | None = Field(default=None, ge=0)
+    require_approval_over_usd: float | None = Field(default=None, ge=0)
+    require_citation: bool = False
+    allowed_fields: tuple[str, ...] | None = None
+    mode: Literal["parameterized_only"] | None = None
+    row_level_security: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for k in ("max_amount_usd", "require_approval_over_usd"):
+                v = data.get(k)
+                if isinstance(v, int) and not isinstance(v, bool):
+                    data[k] = float(v)
+            if isinstance(data.get("allowed_fields"), list):
+                data["allowed_fields"] = tuple(data["allowed_fields"])
+        return data
+
+    @model_validator(mode="after")
+    def _threshold_below_max(self) -> ToolRuleSection:
+        if (
+            self.max_amount_usd is not None
+            and self.require_approval_over_usd is not None
+            and self.require_approval_over_usd > self.max_amount_usd
+        ):
+            raise ValueError(
+                f"require_approval_over_usd ({self.require_approval_over_usd:g}) is above "
+                f"max_amount_usd ({self.max_amount_usd:g}); approvals would never be asked. "
+                "Lower the threshold or raise the max."
+            )
+        return self
+
+
+class PolicyFile(_Strict):
+    agent: AgentSection
+    tools: dict[str, ToolRuleSection] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- YAML with positions
+
+
+def _compose_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int], list[PolicyProblem]]:
+    """Load YAML safely, recording each key's line and every duplicate key."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    constructor = yaml.SafeLoader("")
+    lines: dict[tuple[str, ...], int] = {}
+    dups: list[PolicyProblem] = []
+
+    def walk(n: yaml.Node | None, path: tuple[str, ...]) -> Any:
+        if n is None:
+            return None
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for k_node, v_node in n.value:
+                key = walk(k_node, path)
+                p = (*path, str(key))
+                line = k_node.start_mark.line + 1
+                if key in out:
+                    dups.append(
+                        PolicyProblem(
+                            key=".".join(p),
+                            reason=(
+                                f"duplicate key (first at line {lines[p]}); YAML would silently "
+                                "keep the last one. Check the indentation of the block above."
+                            ),
+                            line=line,
+                        )
+                    )
+                lines.setdefault(p, line)
+                out[key] = walk(v_node, p)
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [walk(v, (*path, str(i))) for i, v in enumerate(n.value)]
+        return constructor.construct_object(n, deep=True)
+
+    try:
+        return walk(node, ()), lines, dups
+    finally:
+        constructor.dispose()
+
+
+_KNOWN_KEYS: dict[str, list[str]] = {
+    "": list(PolicyFile.model_fields),
+    "agent": list(AgentSection.model_fields),
+    "agent.escalation": list(EscalationSection.model_fields),
+    "tools.*": list(ToolRuleSection.model_fields),
+}
+
+
+def _did_you_mean(parent: tuple[str, ...], key: str) -> str:
+    scope = ".".join(parent)
+    if len(parent) == 2 and parent[0] == "tools":
+        scope = "tools.*"
+    options = _KNOWN_KEYS.get(scope, [])
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
+    allowed = ", ".join(options)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown key.{hint} Allowed here: {allowed}."
+
+
+def _problems(err: ValidationError, lines: dict[tuple[str, ...], int]) -> list[PolicyProblem]:
+    out: list[PolicyProblem] = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        line = None
+        for i in range(len(loc), 0, -1):
+            if loc[:i] in lines:
+                line = lines[loc[:i]]
+                break
+        key = ".".join(loc) or "<root>"
+        if e["type"] == "extra_forbidden":
+            reason = _did_you_mean(loc[:-1], loc[-1])
+        elif e["type"] == "missing":
+            reason = "required key is missing."
+        elif e["type"] == "value_error":
+            reason = str(e["msg"]).removeprefix("Value error, ")
+        else:
+            got = e.get("input")
+            reason = f"{e['msg']} (got {got!r})."
+            if "greater_than" in e["type"]:
+                reason += " Limits cannot be negative."
+        out.append(PolicyProblem(key=key, reason=reason, line=line))
+    return out
+
+
+def parse_policy(text: str, *, source: str = "<string>") -> PolicyFile:
+    """Parse and validate policy text. Raises ``PolicyFileError`` listing every problem."""
+    try:
+        data, lines, dups = _compose_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyFileError(
+            path=source,
+            problems=[PolicyProblem(key="<yaml>", reason=f"not valid YAML: {problem}", line=line)],
+        ) from None
+    if dups:
+        raise PolicyFileError(path=source, problems=dups)
+    if not isinstance(data, dict):
+        raise PolicyFileError(
+            path=source,
+            problems=[PolicyProblem(key="<root>", reason="expected a mapping with 'agent' and 'tools'.")],
+        )
+    try:
+        return PolicyFile.model_validate(data)
+    except ValidationError as err:
+        raise PolicyFileError(path=source, problems=_problems(err, lines)) from None
+
+
+def read_policy_file(path: str | Path) -> tuple[PolicyFile, str]:
+    """Read and parse a policy file; returns the schema value and the file text."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyFileError(
+            path=str(p), problems=[PolicyProblem(key="<file>", reason=f"cannot read: {exc.strerror}")]
+        ) from None
+    return parse_policy(text, source=str(p)), text
