@@ -205,8 +205,11 @@ def _check_nodes(tree: exp.Expression) -> None:
             if func is not None:
                 reason = f"table-valued function {_clip(name)} is not allowed"
                 raise UnsafeSql(rule="sql.table_function", reason=reason)
-            if not isinstance(node.parent, exp.From | exp.Join):
-                reason = "a table may only appear in FROM or JOIN"
+            holder = node.parent
+            if not isinstance(holder, exp.From | exp.Join) or not isinstance(
+                holder.parent, exp.Select
+            ):
+                reason = "a table may only appear in a SELECT's FROM or JOIN (no nested joins)"
                 raise UnsafeSql(rule="sql.construct", reason=reason)
     for node in nodes:
         if isinstance(node, exp.Anonymous):
@@ -350,7 +353,7 @@ class _Checker:
             return
         where = select.args.get("where")
         if where is not None:
-            predicates.insert(0, exp.paren(where.this.copy()))
+            predicates.insert(0, exp.paren(where.this))  # moved, not copied: keeps subqueries
         select.set("where", exp.Where(this=exp.and_(*predicates)))
 
 
@@ -367,7 +370,7 @@ def check_select(sql: str, *, scope: SqlScope, principal: str) -> SafeQuery:
         checker.check_join_using(select)
     for column in list(tree.find_all(exp.Column)):
         checker.check_column(column)
-    for select in list(tree.find_all(exp.Select)):
+    for select in reversed(list(tree.find_all(exp.Select))):  # innermost first
         checker.inject_row_filters(select)
     return SafeQuery(
         sql=tree.sql(dialect=_DIALECT),
