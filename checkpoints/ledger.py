@@ -329,6 +329,15 @@ class Ledger:
             ).fetchone()
         return self._row(r) if r else None
 
+    def started(self, idempotency_key: str) -> bool:
+        """Whether an ``executing`` (intent) event exists for this key."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT 1 FROM ledger_events WHERE idempotency_key=? AND event='executing' LIMIT 1",
+                (idempotency_key,),
+            ).fetchone()
+        return r is not None
+
     # ------------------------------------------------------------------ approvals
 
     def request_approval(

@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import time
 import uuid
@@ -424,7 +426,9 @@ class Workflow:
             )
         except ValidationError as exc:
             decision = Reject(approver="system", reason=f"unreadable decision payload, rejected: {str(exc)[:200]}")
-        return self._apply_decision(state, config, props, i, decision)
+        out = self._apply_decision(state, config, props, i, decision)
+        crash_point("after_approval")
+        return out
 
     def _apply_decision(
         self, state: WorkflowState, config: RunnableConfig, props: list[Proposal], i: int, decision: Approve | Reject | Edit
@@ -496,14 +500,24 @@ class Workflow:
                         approval_id=p.approval_id,
                         rule_id=p.decision.rule_id if p.decision else None)
             done = self.ledger.completed(ctx.idempotency_key)
+            if done is None and self.ledger.started(ctx.idempotency_key) and not spec.idempotent:
+                # a previous attempt began and its outcome is unknown: never repeat it blindly
+                props[i] = p.model_copy(update={"status": "failed"})
+                halt = Halt(rule_id="act.outcome_unknown",
+                            reason=f"{p.tool} may already have run (crash mid-call); a human must check",
+                            action=EscalationAction.HANDOFF_TO_HUMAN)
+                replies.append(_tool_msg(p.tool_call_id, p.tool, {"status": "error", "code": "outcome_unknown"}))
+                continue
             if done is not None:
                 payload: dict[str, Any] = {"status": "ok", "result": done.result, "replayed": True}
                 props[i] = p.model_copy(update={"status": "executed"})
                 replies.append(_tool_msg(p.tool_call_id, p.tool, payload))
                 continue
             self._event(state, config, event="executing", **base)
+            crash_point("after_intent")
             try:
                 result = self._run_tool(spec, p, ctx)
+                crash_point("after_tool")
             except ToolError as exc:
                 streak += 1
                 props[i] = p.model_copy(update={"status": "failed"})
@@ -515,6 +529,7 @@ class Workflow:
                                 action=self.policy.escalation.on_tool_error_retries_exhausted)
                 continue
             data = result.model_dump(mode="json")
+            crash_point("before_completion")
             streak = 0
             props[i] = p.model_copy(update={"status": "executed"})
             if spec.yields_evidence:
@@ -586,6 +601,12 @@ class Workflow:
         answer = str(last.content)
         self._event(state, config, event="responded", detail=answer[:2000], model_id=self.model_id)
         return {"outcome": Resolved(answer=answer)}
+
+
+def crash_point(name: str) -> None:
+    """Kill the process here when ``TETHER_CRASH_AT`` names this point (crash tests only)."""
+    if os.environ.get("TETHER_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 _ROUTE_TOOL: dict[str, Any] = {

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tether.errors import TetherError
 from tether.guards.sql_safety import SafeQuery, SqlScope, UnsafeSql, check_select
 
@@ -114,13 +113,16 @@ REJECTED = [
     ("SELECT id FROM orders WHERE id = (SELECT length(v) FROM secrets)", "sql.table_allowlist"),
     ("WITH x AS (SELECT k, v FROM secrets) SELECT k FROM x", "sql.table_allowlist"),
     ("WITH secrets AS (SELECT k FROM secrets) SELECT k FROM secrets", "sql.table_allowlist"),
-    ("WITH a AS (SELECT k FROM b), b AS (SELECT id AS k FROM orders) SELECT k FROM a",
-     "sql.table_allowlist"),  # fmt: skip
+    (
+        "WITH a AS (SELECT k FROM b), b AS (SELECT id AS k FROM orders) SELECT k FROM a",
+        "sql.table_allowlist",
+    ),
     # CTE smuggling
-    ("WITH orders AS (SELECT id, 1 AS customer_id FROM customers) SELECT id FROM orders",
-     "sql.cte"),  # fmt: skip
-    ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n",
-     "sql.cte"),  # fmt: skip
+    (
+        "WITH orders AS (SELECT id, 1 AS customer_id FROM customers) SELECT id FROM orders",
+        "sql.cte",
+    ),
+    ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n", "sql.cte"),
     ("SELECT x.id FROM (WITH s AS (SELECT id FROM orders) SELECT id FROM s) AS x", "sql.cte"),
     # hidden columns, incl. oracle-style reads in WHERE / ORDER BY and quoting tricks
     ("SELECT email FROM customers", "sql.column_allowlist"),
@@ -129,10 +131,12 @@ REJECTED = [
     ("SELECT name FROM customers ORDER BY email", "sql.column_allowlist"),
     ("SELECT name FROM customers UNION SELECT email FROM customers", "sql.column_allowlist"),
     ("SELECT rowid FROM orders", "sql.column_allowlist"),
-    ("SELECT c.name FROM customers AS c WHERE c.email = 'bob@example.com'",
-     "sql.column_allowlist"),  # fmt: skip
-    ("SELECT o.id FROM orders AS o WHERE EXISTS (SELECT 1 FROM customers AS c "
-     "WHERE c.id = o.customer_id AND c.email LIKE 'a%')", "sql.column_allowlist"),  # fmt: skip
+    ("SELECT c.name FROM customers AS c WHERE c.email = 'bob@example.com'", "sql.column_allowlist"),
+    (
+        "SELECT o.id FROM orders AS o WHERE EXISTS (SELECT 1 FROM customers AS c "
+        "WHERE c.id = o.customer_id AND c.email LIKE 'a%')",
+        "sql.column_allowlist",
+    ),
     ("SELECT id FROM orders AS o WHERE x.email = 'a'", "sql.column_allowlist"),
     ("SELECT main.orders.id FROM orders", "sql.column_allowlist"),
     ("SELECT id FROM customers WHERE id IN secrets", "sql.column_allowlist"),
@@ -154,43 +158,62 @@ CONTAINED = [
     ("SELECT id FROM orders WHERE customer_id = 2 OR 1=1 ORDER BY id", [(1,), (2,), (3,)]),
     ("SELECT id FROM orders WHERE 'a'='a' OR customer_id <> 1 ORDER BY id", [(1,), (2,), (3,)]),
     ("SELECT id FROM orders WHERE customer_id = 2", []),
-    ("SELECT id FROM orders WHERE NOT (customer_id = 1) OR NOT 0 ORDER BY id",
-     [(1,), (2,), (3,)]),  # fmt: skip
+    ("SELECT id FROM orders WHERE NOT (customer_id = 1) OR NOT 0 ORDER BY id", [(1,), (2,), (3,)]),
     ("SELECT count(*), sum(total_usd) FROM orders WHERE 1 OR customer_id > 0", [(3, 60.0)]),
     ("SELECT name FROM customers WHERE 1=1 OR id = 2", [("alice",)]),
     ("SELECT id FROM orders WHERE id IN (SELECT id FROM orders WHERE customer_id = 2)", []),
-    ("SELECT id FROM orders WHERE customer_id = 1 UNION ALL "
-     "SELECT id FROM orders WHERE customer_id = 2 OR 1=1 ORDER BY id",
-     [(1,), (1,), (2,), (2,), (3,), (3,)]),  # fmt: skip
+    (
+        "SELECT id FROM orders WHERE customer_id = 1 UNION ALL "
+        "SELECT id FROM orders WHERE customer_id = 2 OR 1=1 ORDER BY id",
+        [(1,), (1,), (2,), (2,), (3,), (3,)],
+    ),
     ("SELECT name FROM customers UNION SELECT name FROM customers WHERE id = 2", [("alice",)]),
     ('SELECT id FROM "orders" WHERE 1=1 ORDER BY id', [(1,), (2,), (3,)]),
     ("SELECT id FROM [ORDERS] WHERE customer_id = 2 OR 1", [(1,), (2,), (3,)]),
-    ("SELECT o.id FROM `Orders` AS o WHERE o.customer_id = 2 OR 'x' = 'x' ORDER BY 1",
-     [(1,), (2,), (3,)]),  # fmt: skip
+    (
+        "SELECT o.id FROM `Orders` AS o WHERE o.customer_id = 2 OR 'x' = 'x' ORDER BY 1",
+        [(1,), (2,), (3,)],
+    ),
     ('SELECT "ID" FROM OrDeRs WHERE "Customer_Id" = 2', []),
-    ("WITH every AS (SELECT id, customer_id FROM orders) "
-     "SELECT id FROM every WHERE customer_id = 2", []),  # fmt: skip
-    ("SELECT x.id FROM (SELECT id FROM orders WHERE 1=1) AS x ORDER BY x.id",
-     [(1,), (2,), (3,)]),  # fmt: skip
+    (
+        "WITH every AS (SELECT id, customer_id FROM orders) "
+        "SELECT id FROM every WHERE customer_id = 2",
+        [],
+    ),
+    ("SELECT x.id FROM (SELECT id FROM orders WHERE 1=1) AS x ORDER BY x.id", [(1,), (2,), (3,)]),
     ("SELECT (SELECT sum(total_usd) FROM orders WHERE 1=1) AS everyone", [(60.0,)]),
-    ("SELECT c.name, o.id FROM customers AS c JOIN orders AS o ON o.customer_id = c.id OR 1=1 "
-     "ORDER BY o.id", [("alice", 1), ("alice", 2), ("alice", 3)]),  # fmt: skip
-    ("SELECT c.name FROM customers AS c WHERE EXISTS "
-     "(SELECT 1 FROM orders AS o WHERE o.customer_id = 2)", []),  # fmt: skip
+    (
+        "SELECT c.name, o.id FROM customers AS c JOIN orders AS o ON o.customer_id = c.id OR 1=1 "
+        "ORDER BY o.id",
+        [("alice", 1), ("alice", 2), ("alice", 3)],
+    ),
+    (
+        "SELECT c.name FROM customers AS c WHERE EXISTS "
+        "(SELECT 1 FROM orders AS o WHERE o.customer_id = 2)",
+        [],
+    ),
     ("SELECT customer_id, count(*) FROM orders GROUP BY customer_id HAVING 1=1", [(1, 3)]),
     # An output alias named like a hidden column is expanded, never resolved to customers.email.
-    ("SELECT o.total_usd AS email FROM orders AS o JOIN customers AS c "
-     "ON c.id = o.customer_id WHERE email LIKE '%@%'", []),  # fmt: skip
-    ("SELECT o.id, o.total_usd AS email FROM orders AS o JOIN customers AS c "
-     "ON c.id = o.customer_id ORDER BY email || '' DESC", [(3, 30.0), (2, 20.0), (1, 10.0)]),
-]  # fmt: skip
+    (
+        "SELECT o.total_usd AS email FROM orders AS o JOIN customers AS c "
+        "ON c.id = o.customer_id WHERE email LIKE '%@%'",
+        [],
+    ),
+    (
+        "SELECT o.id, o.total_usd AS email FROM orders AS o JOIN customers AS c "
+        "ON c.id = o.customer_id ORDER BY email || '' DESC",
+        [(3, 30.0), (2, 20.0), (1, 10.0)],
+    ),
+]
 
 
 def test_corpus_is_large_enough() -> None:
     assert len(REJECTED) + len(CONTAINED) >= 25
 
 
-@pytest.mark.parametrize(("sql", "rule"), REJECTED, ids=[f"reject-{i}" for i in range(len(REJECTED))])
+@pytest.mark.parametrize(
+    ("sql", "rule"), REJECTED, ids=[f"reject-{i}" for i in range(len(REJECTED))]
+)
 def test_hostile_sql_is_rejected(sql: str, rule: str) -> None:
     with pytest.raises(UnsafeSql) as info:
         check_select(sql, scope=SCOPE, principal=ALICE)
@@ -209,17 +232,32 @@ def test_hostile_reads_only_see_the_principals_rows(
 LEGIT = [
     ("SELECT id, total_usd FROM orders ORDER BY id", ALICE, [(1, 10.0), (2, 20.0), (3, 30.0)]),
     ("SELECT id FROM orders ORDER BY id", "2", [(4,), (5,), (6,)]),
-    ("SELECT strftime('%Y-%m', placed_at) AS month, round(sum(total_usd), 2) AS spend "
-     "FROM orders GROUP BY month ORDER BY month", ALICE,
-     [("2024-01", 10.0), ("2024-02", 50.0)]),
-    ("SELECT c.name, count(o.id) AS n FROM customers AS c "
-     "LEFT JOIN orders AS o ON o.customer_id = c.id GROUP BY c.name", "2", [("bob", 3)]),
-    ("WITH recent AS (SELECT id, total_usd FROM orders WHERE placed_at >= '2024-02-01') "
-     "SELECT count(*) AS n, max(total_usd) FROM recent", ALICE, [(2, 30.0)]),
+    (
+        "SELECT strftime('%Y-%m', placed_at) AS month, round(sum(total_usd), 2) AS spend "
+        "FROM orders GROUP BY month ORDER BY month",
+        ALICE,
+        [("2024-01", 10.0), ("2024-02", 50.0)],
+    ),
+    (
+        "SELECT c.name, count(o.id) AS n FROM customers AS c "
+        "LEFT JOIN orders AS o ON o.customer_id = c.id GROUP BY c.name",
+        "2",
+        [("bob", 3)],
+    ),
+    (
+        "WITH recent AS (SELECT id, total_usd FROM orders WHERE placed_at >= '2024-02-01') "
+        "SELECT count(*) AS n, max(total_usd) FROM recent",
+        ALICE,
+        [(2, 30.0)],
+    ),
     ("SELECT upper(name), length(name) FROM Customers", ALICE, [("ALICE", 5)]),
-    ("SELECT id FROM orders WHERE total_usd BETWEEN 15 AND 35 AND placed_at LIKE '2024-02%' "
-     "ORDER BY total_usd DESC LIMIT 1", ALICE, [(3,)]),
-]  # fmt: skip
+    (
+        "SELECT id FROM orders WHERE total_usd BETWEEN 15 AND 35 AND placed_at LIKE '2024-02%' "
+        "ORDER BY total_usd DESC LIMIT 1",
+        ALICE,
+        [(3,)],
+    ),
+]
 
 
 @pytest.mark.parametrize(("sql", "principal", "expected"), LEGIT)
@@ -276,12 +314,22 @@ def test_scope_names_are_case_insensitive(db: sqlite3.Connection) -> None:
 
 ATOMS = st.sampled_from(
     [
-        "1=1", "'a'='a'", "1", "NOT 0", "customer_id = 1", "customer_id = 2", "customer_id <> 1",
-        "customer_id IN (1, 2)", "id > 2", "total_usd < 100", "placed_at >= '2024-02-01'",
-        "customer_id IS NOT NULL", "id IN (SELECT id FROM orders WHERE 1=1)",
+        "1=1",
+        "'a'='a'",
+        "1",
+        "NOT 0",
+        "customer_id = 1",
+        "customer_id = 2",
+        "customer_id <> 1",
+        "customer_id IN (1, 2)",
+        "id > 2",
+        "total_usd < 100",
+        "placed_at >= '2024-02-01'",
+        "customer_id IS NOT NULL",
+        "id IN (SELECT id FROM orders WHERE 1=1)",
         "EXISTS (SELECT 1 FROM orders AS x WHERE x.customer_id = 2)",
     ]
-)  # fmt: skip
+)
 FRAGMENTS = st.recursive(
     ATOMS,
     lambda inner: st.one_of(

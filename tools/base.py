@@ -87,6 +87,10 @@ class ToolSpec(Generic[A, R]):
     """A successful call ends the run (e.g. hand-off to a human)."""
     yields_evidence: bool = False
     """The result has an ``evidence`` list whose ids become citable in this run."""
+    idempotent: bool = True
+    """Repeating a call with the same idempotency key cannot repeat its effect (reads are
+    trivially idempotent; write tools must check the key). A non-idempotent tool whose
+    earlier attempt has an unknown outcome is escalated instead of re-run."""
 
     def parse(self, raw: Mapping[str, Any]) -> A | ArgumentProblem:
         try:
@@ -146,6 +150,7 @@ def tool(
     preview: Callable[[Any, ToolContext], str] | None = None,
     terminal: bool = False,
     yields_evidence: bool = False,
+    idempotent: bool = True,
     schema_version: str = "1",
 ) -> Callable[[Callable[[A, ToolContext], R]], ToolSpec[A, R]]:
     """Declare a tool from a typed function ``fn(args, ctx) -> result``.
@@ -173,6 +178,7 @@ def tool(
             preview=preview,
             terminal=terminal,
             yields_evidence=yields_evidence,
+            idempotent=idempotent,
             schema_version=schema_version,
         )
 
