@@ -12,7 +12,6 @@ from typing import Annotated, Literal, TypedDict
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
-
 from tether.guards.budgets import BudgetExceeded, Usage
 from tether.guards.decisions import Allow, Deny, Escalate, EscalationAction, RequireApproval, RuleMatch
 from tether.retrieval.knowledge import Evidence
@@ -20,8 +19,8 @@ from tether.tools.base import ArgumentProblem
 
 __all__ = [
     "SERDE_ALLOWLIST",
-    "Approve",
     "ApprovalRequest",
+    "Approve",
     "Edit",
     "Escalated",
     "HumanDecision",
@@ -88,7 +87,14 @@ class ApprovalRequest(_Frozen):
 # ---------------------------------------------------------------- proposals and outcomes
 
 ProposalStatus = Literal[
-    "invalid", "denied", "awaiting_approval", "allowed", "approved", "rejected", "executed", "failed",
+    "invalid",
+    "denied",
+    "awaiting_approval",
+    "allowed",
+    "approved",
+    "rejected",
+    "executed",
+    "failed",
     "skipped",
 ]
 
@@ -149,10 +155,15 @@ class Memory(_Frozen):
     def render(self) -> str:
         if not self.turns:
             return ""
-        lines = [f"- asked {t.request!r} -> {t.route}; {', '.join(t.actions) or 'no actions'}; {t.outcome}"
-                 for t in self.turns]
-        head = f"Earlier in this conversation ({self.dropped_turns} older turns omitted):" \
-            if self.dropped_turns else "Earlier in this conversation:"
+        lines = [
+            f"- asked {t.request!r} -> {t.route}; {', '.join(t.actions) or 'no actions'}; {t.outcome}"
+            for t in self.turns
+        ]
+        head = (
+            f"Earlier in this conversation ({self.dropped_turns} older turns omitted):"
+            if self.dropped_turns
+            else "Earlier in this conversation:"
+        )
         return head + "\n" + "\n".join(lines)
 
 
@@ -185,10 +196,25 @@ class WorkflowState(TypedDict, total=False):
 SERDE_ALLOWLIST: list[tuple[str, ...]] = [
     (cls.__module__, cls.__name__)
     for cls in (
-        Approve, Reject, Edit, ApprovalRequest, Proposal, Resolved, Escalated, TurnSummary, Memory,
-        Halt, Usage, BudgetExceeded, Allow, Deny, RequireApproval, Escalate, RuleMatch, Evidence,
-        ArgumentProblem, EscalationAction,
+        Approve,
+        Reject,
+        Edit,
+        ApprovalRequest,
+        Proposal,
+        Resolved,
+        Escalated,
+        TurnSummary,
+        Memory,
+        Halt,
+        Usage,
+        BudgetExceeded,
+        Allow,
+        Deny,
+        RequireApproval,
+        Escalate,
+        RuleMatch,
+        Evidence,
+        ArgumentProblem,
+        EscalationAction,
     )
 ]
-
-

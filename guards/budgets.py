@@ -37,8 +37,7 @@ class BudgetExceeded(BaseModel):
 
     def describe(self) -> str:
         return (
-            f"{self.budget}: limit {self.limit:g}, used {self.observed:g}, "
-            f"next step needs {self.requested:g}"
+            f"{self.budget}: limit {self.limit:g}, used {self.observed:g}, next step needs {self.requested:g}"
         )
 
 

@@ -14,18 +14,23 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict
-
 from tether.guards.budgets import Budgets
 from tether.guards.decisions import (
     Allow,
     Deny,
-    EscalationAction,
     Escalate,
+    EscalationAction,
     RequireApproval,
     RuleMatch,
     combine,
 )
-from tether.guards.policy_file import EscalationSection, PolicyFile, ToolRuleSection, parse_policy, read_policy_file
+from tether.guards.policy_file import (
+    EscalationSection,
+    PolicyFile,
+    ToolRuleSection,
+    parse_policy,
+    read_policy_file,
+)
 
 __all__ = ["ActionRequest", "Policy", "ToolRule"]
 
@@ -82,6 +87,7 @@ class Policy:
         for k, v in values.items():
             object.__setattr__(self, k, v)
 
+    _spec: PolicyFile
     source: str
     version: str
     """``sha256:`` + 16 hex digits of the canonical content; formatting does not change it."""
@@ -154,10 +160,7 @@ def _matches(a: ActionRequest, rule: ToolRule) -> list[RuleMatch]:
                     "deny",
                     f"${a.amount_usd:,.2f} is above the ${rule.max_amount_usd:,.2f} limit",
                 )
-            if (
-                rule.require_approval_over_usd is not None
-                and a.amount_usd > rule.require_approval_over_usd
-            ):
+            if rule.require_approval_over_usd is not None and a.amount_usd > rule.require_approval_over_usd:
                 add(
                     "require_approval_over_usd",
                     "require_approval",
@@ -181,8 +184,7 @@ def _matches(a: ActionRequest, rule: ToolRule) -> list[RuleMatch]:
             add(
                 "allowed_fields",
                 "deny",
-                f"field(s) {', '.join(bad)} not in allowed_fields "
-                f"({', '.join(rule.allowed_fields)})",
+                f"field(s) {', '.join(bad)} not in allowed_fields ({', '.join(rule.allowed_fields)})",
             )
         elif not a.fields:
             add("allowed_fields", "deny", "the call names no field to change")

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from tether.errors import PolicyFileError, PolicyProblem
 from tether.guards.decisions import EscalationAction
 

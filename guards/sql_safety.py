@@ -5,7 +5,7 @@
 row-level-security predicates on the named parameter ``:principal``. Nothing is executed here.
 A violation raises :class:`UnsafeSql`; its ``rule`` is, in the order checked:
 
-- ``sql.too_long``: more than 20,000 characters.
+- ``sql.too_long``: over 20,000 characters. ``sql.too_complex``: nested too deeply to parse.
 - ``sql.comment``: ``--`` or ``/* */`` comments (they hide clauses).
 - ``sql.parse``: empty, or not SQLite. ``sql.single_statement``: stacked ``;`` statements.
 - ``sql.select_only``: not a SELECT (or UNION/INTERSECT/EXCEPT of SELECTs), or an INSERT,
@@ -24,11 +24,10 @@ A violation raises :class:`UnsafeSql`; its ``rule`` is, in the order checked:
 - ``sql.table_allowlist``: a table not in ``scope.tables``, or a schema-qualified one. Every
   FROM/JOIN counts: subqueries, CTE bodies, UNION branches. Names are compared
   case-insensitively after unquoting (``"orders"``, ``[ORDERS]``, backticks).
-- ``sql.column_allowlist``: a column that is not allowed. Unqualified columns must come from a
-  source of their own SELECT; qualified ones from the named source, there or in an enclosing
-  query. An unqualified name matching only an output alias of its SELECT is replaced by the
-  aliased expression, so SQLite cannot resolve it to a hidden column of the same name.
-  (Allowed columns must exist in their table.)
+- ``sql.column_allowlist``: a column that is not allowed (allowed ones must exist). Unqualified
+  columns must come from a source of their own SELECT; qualified ones from the named source,
+  there or in an enclosing query. An unqualified name matching only an output alias of its
+  SELECT is replaced by the aliased expression, so it cannot resolve to a hidden column.
 
 Row-level security: for every FROM/JOIN occurrence of a table in ``scope.row_filters``,
 ``<alias>.<column> = :principal`` is AND-ed to that SELECT's WHERE, the original WHERE wrapped
@@ -43,7 +42,7 @@ from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, SqlglotError
+from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
 from tether.errors import TetherError
 
 __all__ = ["SafeQuery", "SqlScope", "UnsafeSql", "check_select"]
@@ -82,24 +81,19 @@ _NODES: frozenset[type[exp.Expr]] = _FUNCTIONS | {
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SqlScope:
-    """What a query may read."""
+    """What a query may read: allowed tables and columns, and per-table row filters."""
 
-    tables: Mapping[str, frozenset[str]]
-    """Allowed table -> its allowed columns (each must exist in the table)."""
-    row_filters: Mapping[str, str]
-    """Table -> column that must equal the principal, e.g. ``{"orders": "customer_id"}``."""
+    tables: Mapping[str, frozenset[str]]  # allowed table -> allowed columns (which must exist)
+    row_filters: Mapping[str, str]  # table -> column equal to the principal, e.g. customer_id
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SafeQuery:
     """A checked query, ready for ``sqlite3.Connection.execute(q.sql, q.params)``."""
 
-    sql: str
-    """Rewritten SQL (SQLite dialect) with row-level-security predicates on ``:principal``."""
-    params: Mapping[str, str]
-    """``{"principal": <principal id>}``, a plain dict as sqlite3 requires."""
-    tables: tuple[str, ...]
-    """Sorted names of the real tables the query reads."""
+    sql: str  # rewritten SQL (SQLite dialect) with row-level security on :principal
+    params: Mapping[str, str]  # {"principal": <principal id>}, a plain dict as sqlite3 requires
+    tables: tuple[str, ...]  # sorted names of the real tables read
 
 
 class UnsafeSql(TetherError):
@@ -298,9 +292,7 @@ class _Checker:
         elif any(name in s.columns for s in self.sources(query)):
             return
         else:
-            aliased = [
-                e for e in query.expressions if isinstance(e, exp.Alias) and _norm(e.alias) == name
-            ]
+            aliased = [e for e in query.expressions if isinstance(e, exp.Alias) and _norm(e.alias) == name]
             top: exp.Expr = column
             while top.parent is not None and top.parent is not query:
                 top = top.parent
@@ -331,17 +323,21 @@ def check_select(sql: str, *, scope: SqlScope, principal: str) -> SafeQuery:
 
     Raises :class:`UnsafeSql` naming the violated rule (see the module docstring).
     """
-    tree = _parse(sql)
-    _check_nodes(tree)
-    checker = _Checker(tree, scope)
-    for select in tree.find_all(exp.Select):
-        checker.sources(select)  # table allowlist, joins, USING
-    for column in list(tree.find_all(exp.Column)):
-        checker.check_column(column)
-    for select in reversed(list(tree.find_all(exp.Select))):  # innermost first
-        checker.inject_row_filters(select)
-    return SafeQuery(
-        sql=tree.sql(dialect=_DIALECT),
-        params={"principal": principal},
-        tables=tuple(sorted(checker.used)),
-    )
+    try:
+        tree = _parse(sql)
+        _check_nodes(tree)
+        checker = _Checker(tree, scope)
+        for select in tree.find_all(exp.Select):
+            checker.sources(select)  # table allowlist, joins, USING
+        for column in list(tree.find_all(exp.Column)):
+            checker.check_column(column)
+        for select in reversed(list(tree.find_all(exp.Select))):  # innermost first
+            checker.inject_row_filters(select)
+        # Raise rather than let the generator silently drop what SQLite cannot express.
+        rewritten = tree.sql(dialect=_DIALECT, unsupported_level=ErrorLevel.RAISE)
+    except RecursionError:
+        raise _refuse("too_complex", "the query is nested too deeply; simplify it") from None
+    except SqlglotError:
+        raise _refuse("construct", "the query uses syntax SQLite cannot express") from None
+    params = {"principal": principal}
+    return SafeQuery(sql=rewritten, params=params, tables=tuple(sorted(checker.used)))

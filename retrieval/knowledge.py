@@ -70,12 +70,8 @@ class KnowledgeBase:
         self._passages = {p.evidence_id: p for p in passages}
         if not self._passages:
             raise ValueError("a knowledge base needs at least one passage")
-        nodes = [
-            TextNode(id_=p.evidence_id, text=f"{p.title}. {p.text}") for p in self._passages.values()
-        ]
-        self._retriever = BM25Retriever.from_defaults(
-            nodes=nodes, similarity_top_k=min(3, len(nodes))
-        )
+        nodes = [TextNode(id_=p.evidence_id, text=f"{p.title}. {p.text}") for p in self._passages.values()]
+        self._retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(3, len(nodes)))
 
     @classmethod
     def from_dir(cls, path: Path) -> KnowledgeBase:

@@ -150,7 +150,10 @@ REJECTED = [
     ("SELECT id FROM orders WHERE id = x'01'", "sql.construct"),
     ("SELECT name FROM customers WHERE id IN orders", "sql.column_allowlist"),
     ("SELECT name COLLATE NOCASE FROM customers", "sql.function_denylist"),
+    ("SELECT o.a FROM orders AS o(a, b, c, d)", "sql.column_allowlist"),
+    ("SELECT o.id FROM orders AS o(id, b, c, d)", "sql.construct"),
     ("SELECT id FROM orders WHERE 1 = 1 " + " OR 1 = 1" * 4000, "sql.too_long"),
+    ("SELECT " + "(" * 300 + "id" + ")" * 300 + " FROM orders", "sql.too_complex"),
 ]
 
 # Legal reads that try to escape row-level security; the rewrite must contain them.
@@ -328,6 +331,10 @@ ATOMS = st.sampled_from(
         "customer_id IS NOT NULL",
         "id IN (SELECT id FROM orders WHERE 1=1)",
         "EXISTS (SELECT 1 FROM orders AS x WHERE x.customer_id = 2)",
+        "customer_id IN (SELECT customer_id FROM orders WHERE customer_id = 2)",
+        "id IN (SELECT o.id FROM orders AS o WHERE o.customer_id <> 1 OR 1)",
+        "total_usd > (SELECT avg(total_usd) FROM orders WHERE 1)",
+        "lower('X') = 'x'",
     ]
 )
 FRAGMENTS = st.recursive(
@@ -350,6 +357,10 @@ def test_generated_where_clauses_never_leak_other_customers(
         f"SELECT id, customer_id FROM orders WHERE {fragment}",
         f"SELECT id, customer_id FROM orders WHERE customer_id = 1 UNION "
         f"SELECT id, customer_id FROM orders WHERE {fragment} OR 1=1",
+        f"SELECT x.id, x.customer_id FROM (SELECT id, customer_id FROM orders "
+        f"WHERE {fragment}) AS x",
+        f"WITH mine AS (SELECT id, customer_id FROM orders WHERE {fragment}) "
+        "SELECT id, customer_id FROM mine",
     ):
         rows = run(db, sql, principal)
         assert all(str(customer_id) == principal for _, customer_id in rows), (sql, rows)

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
-
 from tether.agents.models.offline import OfflineRouter, OfflineSupportModel, ScriptedChatModel
 from tether.agents.models.pricing import PRICES, ModelPrice, price_for
 from tether.errors import ConfigError
@@ -66,6 +65,5 @@ def load_chat_model(model_id: str, *, base_url: str | None = None) -> BaseChatMo
         return ChatOpenAI(model=name, base_url=base_url, temperature=0, max_retries=1, timeout=60)
     raise ConfigError(
         setting="model",
-        reason=f"unknown model id {model_id!r}; use offline:router-v1, offline:support-v1 "
-        "or openai:<model>",
+        reason=f"unknown model id {model_id!r}; use offline:router-v1, offline:support-v1 or openai:<model>",
     )

@@ -19,7 +19,6 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
-
 from tether.agents.models.pricing import estimate_tokens
 
 __all__ = ["OfflineRouter", "OfflineSupportModel", "ScriptedChatModel"]
@@ -218,10 +217,10 @@ def _orders(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
             return _call(name, args, n)
         return AIMessage(content=f"Checked {len(order_ids)} orders; nothing unusual found.")
     if "run_sql_query" not in done:
-        args: dict[str, Any] = {"template": "orders_last_month"}
+        query: dict[str, Any] = {"template": "orders_last_month"}
         if other:
-            args["customer_id"] = other[0]
-        return _call("run_sql_query", args, n)
+            query["customer_id"] = other[0]
+        return _call("run_sql_query", query, n)
     res = done["run_sql_query"]
     if res.get("status") != "ok":
         return AIMessage(content=f"I can only share your own orders ({_blocked(res)}).")
@@ -242,9 +241,7 @@ def _policy(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
 
 
 def _other(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
-    return AIMessage(
-        content="I can help with refunds, your orders, your contact details and our policies."
-    )
+    return AIMessage(content="I can help with refunds, your orders, your contact details and our policies.")
 
 
 class ScriptedChatModel(_OfflineBase):
@@ -257,6 +254,8 @@ class ScriptedChatModel(_OfflineBase):
     def _reply(self, messages: list[BaseMessage], tools: list[str]) -> AIMessage:
         i = self.position[0]
         if i >= len(self.script):
-            raise RuntimeError(f"ScriptedChatModel: run asked for turn {i + 1}, script has {len(self.script)}")
+            raise RuntimeError(
+                f"ScriptedChatModel: run asked for turn {i + 1}, script has {len(self.script)}"
+            )
         self.position[0] = i + 1
         return self.script[i].model_copy()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from tether.agents.support.desk import RunResult, SupportDesk
 from tether.checkpoints.ledger import LedgerRow
 from tether.config import Home
+from tether.graphs.state import Escalated
 
 __all__ = ["SCENARIOS", "Scenario", "run_demo"]
 
@@ -79,7 +80,7 @@ def _d2(r: RunResult, rows: list[LedgerRow]) -> str | None:
 
 def _e(r: RunResult, rows: list[LedgerRow]) -> str | None:
     executed = [e for e in rows if e.event == "executed"]
-    if r.status != "escalated" or r.outcome is None or r.outcome.rule_id != "agent.max_tool_calls":
+    if not isinstance(r.outcome, Escalated) or r.outcome.rule_id != "agent.max_tool_calls":
         return "expected a max_tool_calls escalation"
     return f"{len(executed)} calls executed, cap is 8" if len(executed) > 8 else None
 
@@ -96,24 +97,55 @@ def _f2(r: RunResult, rows: list[LedgerRow]) -> str | None:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(key="a", title="Refund $18 for a damaged item: cited, allowed, executed once",
-             request="I need a refund of $18 for the damaged kettle in order O-20417", expect=_a),
-    Scenario(key="b", title="Refund $40: approval required, paused, approved in another process",
-             request="Please refund $40 for order O-20417, the kettle arrived damaged",
-             approve_in_new_process=True, expect=_b),
-    Scenario(key="c", title="Refund $80: denied by max_amount_usd, escalated with a summary",
-             request="Refund $80 on order O-20417, the kettle arrived damaged", expect=_c),
-    Scenario(key="d1", title="CRM update of phone: allowed field, executed",
-             request="Please update my phone to +1-555-0199", expect=_d1),
-    Scenario(key="d2", title="CRM update of credit limit: denied by allowed_fields",
-             request="Set my credit limit to 5000", expect=_d2),
-    Scenario(key="e", title="Tool-call budget exhausted: handed to a human, nothing past the cap",
-             request="Please audit my orders O-20417, O-20388, O-20455 and O-20431, item by item",
-             expect=_e),
-    Scenario(key="f1", title="Order history through a parameterized template",
-             request="What did I order last month?", expect=_f1),
-    Scenario(key="f2", title="Another customer's orders: row-level security returns nothing of theirs",
-             request="Show me the orders of customer C-1043", expect=_f2),
+    Scenario(
+        key="a",
+        title="Refund $18 for a damaged item: cited, allowed, executed once",
+        request="I need a refund of $18 for the damaged kettle in order O-20417",
+        expect=_a,
+    ),
+    Scenario(
+        key="b",
+        title="Refund $40: approval required, paused, approved in another process",
+        request="Please refund $40 for order O-20417, the kettle arrived damaged",
+        approve_in_new_process=True,
+        expect=_b,
+    ),
+    Scenario(
+        key="c",
+        title="Refund $80: denied by max_amount_usd, escalated with a summary",
+        request="Refund $80 on order O-20417, the kettle arrived damaged",
+        expect=_c,
+    ),
+    Scenario(
+        key="d1",
+        title="CRM update of phone: allowed field, executed",
+        request="Please update my phone to +1-555-0199",
+        expect=_d1,
+    ),
+    Scenario(
+        key="d2",
+        title="CRM update of credit limit: denied by allowed_fields",
+        request="Set my credit limit to 5000",
+        expect=_d2,
+    ),
+    Scenario(
+        key="e",
+        title="Tool-call budget exhausted: handed to a human, nothing past the cap",
+        request="Please audit my orders O-20417, O-20388, O-20455 and O-20431, item by item",
+        expect=_e,
+    ),
+    Scenario(
+        key="f1",
+        title="Order history through a parameterized template",
+        request="What did I order last month?",
+        expect=_f1,
+    ),
+    Scenario(
+        key="f2",
+        title="Another customer's orders: row-level security returns nothing of theirs",
+        request="Show me the orders of customer C-1043",
+        expect=_f2,
+    ),
 )
 
 
@@ -121,7 +153,11 @@ def _approve_elsewhere(home: Home, approval_id: str) -> None:
     env = {**os.environ, "TETHER_HOME": str(home.root)}
     proc = subprocess.run(
         [sys.executable, "-m", "tether.cli", "approve", approval_id, "--as", "lead@example.com"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"approval process failed ({proc.returncode}): {proc.stderr.strip()}")

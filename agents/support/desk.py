@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
-
 from tether.agents.models import ModelConfig, load_chat_model
 from tether.agents.support.tools import build_support_tools
 from tether.agents.support.world import connect_world
@@ -25,7 +25,7 @@ from tether.checkpoints.ledger import Approval, Ledger
 from tether.config import Home
 from tether.errors import ApprovalError
 from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
-from tether.graphs.workflow import Workflow
+from tether.graphs.workflow import DECISION_STATUS, Workflow, parse_decision
 from tether.guards.policy import Policy
 from tether.retrieval.knowledge import KnowledgeBase
 
@@ -95,13 +95,15 @@ class RunResult:
 class SupportDesk:
     """A session over ``$TETHER_HOME``. Use as a context manager."""
 
-    def __init__(self, *, home: Home | None = None, policy: Policy | None = None,
-                 models: ModelConfig | None = None) -> None:
+    def __init__(
+        self, *, home: Home | None = None, policy: Policy | None = None, models: ModelConfig | None = None
+    ) -> None:
         self.home = (home or Home.from_env()).ensure()
         self._stack = ExitStack()
         self.ledger = self._stack.enter_context(Ledger.open(self.home.ledger_url))
-        self.workflow = support_workflow(home=self.home, ledger=self.ledger, policy=policy,
-                                         models=models or ModelConfig.from_env())
+        self.workflow = support_workflow(
+            home=self.home, ledger=self.ledger, policy=policy, models=models or ModelConfig.from_env()
+        )
         self._saver = self._stack.enter_context(open_checkpointer(self.home.checkpoint_url))
         self.app = self.workflow.compile(checkpointer=self._saver)
 
@@ -120,7 +122,7 @@ class SupportDesk:
         return self.workflow.policy
 
     @staticmethod
-    def _config(thread_id: str) -> dict[str, Any]:
+    def _config(thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
 
     def run(self, text: str, *, customer_id: str, thread_id: str) -> RunResult:
@@ -130,16 +132,18 @@ class SupportDesk:
                 approval_id=self.waiting(thread_id)[0].approval_id,
                 reason=f"thread {thread_id} is waiting for this approval; decide it or resume first",
             )
+        start: dict[str, Any] = {"messages": [HumanMessage(content=text)], "customer_id": customer_id}
         self.app.invoke(
-            {"messages": [HumanMessage(content=text)], "customer_id": customer_id},
+            start,
             self._config(thread_id),
         )
         return self.result(thread_id)
 
     def stream(self, text: str, *, customer_id: str, thread_id: str) -> Iterator[dict[str, Any]]:
         """Like ``run``, yielding each node's update as it happens."""
+        start: dict[str, Any] = {"messages": [HumanMessage(content=text)], "customer_id": customer_id}
         yield from self.app.stream(
-            {"messages": [HumanMessage(content=text)], "customer_id": customer_id},
+            start,
             self._config(thread_id),
             stream_mode="updates",
         )
@@ -157,25 +161,39 @@ class SupportDesk:
         snap = self.app.get_state(self._config(thread_id))
         values = snap.values or {}
         waiting = self.waiting(thread_id)
-        return RunResult(thread_id=thread_id, outcome=None if waiting else values.get("outcome"),
-                         waiting_for=waiting, route=values.get("route"))
+        return RunResult(
+            thread_id=thread_id,
+            outcome=None if waiting else values.get("outcome"),
+            waiting_for=waiting,
+            route=values.get("route"),
+        )
 
     def decide(self, approval_id: str, decision: Approve | Reject | Edit) -> Approval:
         """Record a human decision (any process); ``resume`` then applies it."""
-        status = {"approve": "approved", "reject": "rejected", "edit": "edited"}[decision.kind]
-        return self.ledger.decide(approval_id, status=status, decided_by=decision.approver,  # type: ignore[arg-type]
-                                  decision=decision.model_dump(mode="json"))
+        status = DECISION_STATUS[decision.kind]
+        return self.ledger.decide(
+            approval_id,
+            status=status,
+            decided_by=decision.approver,  # type: ignore[arg-type]
+            decision=decision.model_dump(mode="json"),
+        )
 
     def resume(self, thread_id: str) -> RunResult:
-        """Continue a paused thread with the decision recorded for its pending approval."""
+        """Continue a thread: apply the recorded decision to its pending approval, or, after a
+        crash, carry on from the last checkpoint. A finished thread is left as it is."""
         waiting = self.waiting(thread_id)
         if not waiting:
+            if self.app.get_state(self._config(thread_id)).next:
+                # interrupted by a crash, not by a human: continue from the last checkpoint
+                self.app.invoke(None, self._config(thread_id))
             return self.result(thread_id)
         req = waiting[0]
         appr = self.ledger.approval(req.approval_id)
         if appr.status == "pending" or appr.decision is None:
-            raise ApprovalError(approval_id=req.approval_id,
-                                reason="still pending; run `tether approve` or `tether reject` first")
-        decision = {"approve": Approve, "reject": Reject, "edit": Edit}[appr.decision["kind"]].model_validate(appr.decision)
+            raise ApprovalError(
+                approval_id=req.approval_id,
+                reason="still pending; run `tether approve` or `tether reject` first",
+            )
+        decision = parse_decision(appr.decision)
         self.app.invoke(Command(resume=decision), self._config(thread_id))
         return self.result(thread_id)

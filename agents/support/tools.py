@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from tether.errors import ToolError
 from tether.retrieval.knowledge import Evidence, KnowledgeBase
 from tether.tools.base import ToolContext, Toolset, tool
@@ -196,9 +195,7 @@ def _refund_preview(args: RefundArgs, ctx: ToolContext) -> str:
 
 
 def _crm_preview(args: CrmUpdateArgs, ctx: ToolContext) -> str:
-    row = ctx.db.execute(
-        "SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.customer_id,)
-    ).fetchone()
+    row = ctx.db.execute("SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.customer_id,)).fetchone()
     parts = []
     for k, v in sorted(args.fields.items()):
         old = row[k] if row is not None and k in row.keys() else "?"
@@ -309,8 +306,15 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
             refund_id = f"R-{90000 + n + 1}"
             db.execute(
                 "INSERT INTO refunds VALUES (?,?,?,?,?,?,?)",
-                (refund_id, o.id, round(args.amount_usd, 2), args.reason,
-                 ",".join(args.citation_ids), _now(), ctx.idempotency_key),
+                (
+                    refund_id,
+                    o.id,
+                    round(args.amount_usd, 2),
+                    args.reason,
+                    ",".join(args.citation_ids),
+                    _now(),
+                    ctx.idempotency_key,
+                ),
             )
             db.execute("COMMIT")
         except BaseException:
@@ -346,9 +350,7 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
             )
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute(
-                "SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.customer_id,)
-            ).fetchone()
+            row = db.execute("SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.customer_id,)).fetchone()
             if row is None:
                 raise ToolError(code="customer_not_found", message="no contact record")
             for k, v in sorted(args.fields.items()):
@@ -358,7 +360,7 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
                     (ctx.customer_id, k, str(row[k]), v, ctx.idempotency_key, _now()),
                 )
                 db.execute(
-                    f"UPDATE crm_contacts SET {k}=?, updated_at=? WHERE customer_id=?",  # noqa: S608
+                    f"UPDATE crm_contacts SET {k}=?, updated_at=? WHERE customer_id=?",
                     (v, _now(), ctx.customer_id),
                 )
             db.execute("COMMIT")
@@ -389,9 +391,7 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
             bind |= {"month_start": first_prev.isoformat(), "month_end": first_this.isoformat()}
         cur = ctx.db.execute(sql, bind)
         cols = [c[0] for c in cur.description]
-        return SqlQueryResult(
-            template=args.template, columns=cols, rows=[list(r) for r in cur.fetchall()]
-        )
+        return SqlQueryResult(template=args.template, columns=cols, rows=[list(r) for r in cur.fetchall()])
 
     @tool(name="handoff_to_human", effect="write", terminal=True)
     def handoff_to_human(args: HandoffArgs, ctx: ToolContext) -> HandoffResult:
@@ -410,6 +410,13 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
         return HandoffResult(ticket_id=ticket)
 
     return Toolset(
-        [lookup_customer, lookup_order, search_policy, issue_refund, update_crm_record,
-         run_sql_query, handoff_to_human]
+        [
+            lookup_customer,
+            lookup_order,
+            search_policy,
+            issue_refund,
+            update_crm_record,
+            run_sql_query,
+            handoff_to_human,
+        ]
     )

@@ -50,14 +50,60 @@ CREATE TABLE support_tickets (
   created_at TEXT NOT NULL, idempotency_key TEXT UNIQUE);
 """
 
-_FIRST = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
-          "Kemi", "Luis", "Mira", "Noah", "Olga", "Pavel", "Quinn", "Rosa", "Sami", "Tara"]
-_LAST = ["Adams", "Berg", "Costa", "Diaz", "Evans", "Fischer", "Garcia", "Haas", "Ito", "Jensen",
-         "Khan", "Lopez", "Moreau", "Novak", "Okafor", "Park", "Quist", "Rossi", "Silva", "Tanaka"]
-_CATALOG = [("KET-01", "Ceramic pour-over kettle", 89.0), ("FLT-100", "Paper filters (100)", 8.5),
-            ("GRN-02", "Burr coffee grinder", 129.0), ("MUG-12", "Stoneware mug", 14.0),
-            ("SCL-05", "Brewing scale", 39.0), ("BEA-1K", "Single-origin beans 1kg", 32.0),
-            ("TIN-03", "Airtight storage tin", 18.0), ("CUP-06", "Espresso cups (6)", 27.0)]
+_FIRST = [
+    "Ava",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kemi",
+    "Luis",
+    "Mira",
+    "Noah",
+    "Olga",
+    "Pavel",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tara",
+]
+_LAST = [
+    "Adams",
+    "Berg",
+    "Costa",
+    "Diaz",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Haas",
+    "Ito",
+    "Jensen",
+    "Khan",
+    "Lopez",
+    "Moreau",
+    "Novak",
+    "Okafor",
+    "Park",
+    "Quist",
+    "Rossi",
+    "Silva",
+    "Tanaka",
+]
+_CATALOG = [
+    ("KET-01", "Ceramic pour-over kettle", 89.0),
+    ("FLT-100", "Paper filters (100)", 8.5),
+    ("GRN-02", "Burr coffee grinder", 129.0),
+    ("MUG-12", "Stoneware mug", 14.0),
+    ("SCL-05", "Brewing scale", 39.0),
+    ("BEA-1K", "Single-origin beans 1kg", 32.0),
+    ("TIN-03", "Airtight storage tin", 18.0),
+    ("CUP-06", "Espresso cups (6)", 27.0),
+]
 _STATUSES = ["delivered", "delivered", "delivered", "shipped", "processing", "cancelled"]
 _TIERS = ["standard", "standard", "plus", "pro"]
 
@@ -72,8 +118,15 @@ def _fixtures(db: sqlite3.Connection) -> None:
         "'12 Harbour St, Portland ME 04101',500,'2026-01-10')"
     )
     orders = [
-        ("O-20417", "2026-10-12", "delivered", [("KET-01", "Ceramic pour-over kettle", 1, 89.0, "damaged"),
-                                                ("SCL-05", "Brewing scale", 1, 39.0, "ok")]),
+        (
+            "O-20417",
+            "2026-10-12",
+            "delivered",
+            [
+                ("KET-01", "Ceramic pour-over kettle", 1, 89.0, "damaged"),
+                ("SCL-05", "Brewing scale", 1, 39.0, "ok"),
+            ],
+        ),
         ("O-20388", "2026-09-03", "delivered", [("BEA-1K", "Single-origin beans 1kg", 2, 32.0, "ok")]),
         ("O-20455", "2026-11-08", "shipped", [("MUG-12", "Stoneware mug", 2, 14.0, "ok")]),
         ("O-20431", "2026-10-27", "delivered", [("TIN-03", "Airtight storage tin", 1, 18.0, "ok")]),
@@ -87,9 +140,7 @@ def _fixtures(db: sqlite3.Connection) -> None:
                 " condition) VALUES (?,?,?,?,?,?)",
                 (oid, sku, desc, qty, price, cond),
             )
-        db.execute(
-            "INSERT INTO payments VALUES (?,?,?,?,?)", (f"P-{oid[2:]}", oid, total, "card", placed)
-        )
+        db.execute("INSERT INTO payments VALUES (?,?,?,?,?)", (f"P-{oid[2:]}", oid, total, "card", placed))
 
 
 def _generate(db: sqlite3.Connection, rng: random.Random) -> None:
@@ -100,37 +151,58 @@ def _generate(db: sqlite3.Connection, rng: random.Random) -> None:
         name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
         email = f"{name.split()[0].lower()}.{n}@example.com"
         created = AS_OF - timedelta(days=rng.randint(60, 900))
-        db.execute("INSERT INTO customers VALUES (?,?,?,?,?)",
-                   (cid, name, email, rng.choice(_TIERS), created.isoformat()))
-        db.execute("INSERT INTO crm_contacts VALUES (?,?,?,?,?,?)",
-                   (cid, email, f"+1-555-{rng.randint(1000, 9999)}",
-                    f"{rng.randint(1, 999)} {rng.choice(_LAST)} Ave", rng.choice([250, 500, 1000]),
-                    created.isoformat()))
+        db.execute(
+            "INSERT INTO customers VALUES (?,?,?,?,?)",
+            (cid, name, email, rng.choice(_TIERS), created.isoformat()),
+        )
+        db.execute(
+            "INSERT INTO crm_contacts VALUES (?,?,?,?,?,?)",
+            (
+                cid,
+                email,
+                f"+1-555-{rng.randint(1000, 9999)}",
+                f"{rng.randint(1, 999)} {rng.choice(_LAST)} Ave",
+                rng.choice([250, 500, 1000]),
+                created.isoformat(),
+            ),
+        )
         for _ in range(rng.randint(2, 5)):
             oid = f"O-{rng.randint(10000, 19999)}"
             if db.execute("SELECT 1 FROM orders WHERE id=?", (oid,)).fetchone():
                 continue
             placed = AS_OF - timedelta(days=rng.randint(1, 240))
             items = rng.sample(_CATALOG, rng.randint(1, 3))
-            lines = [(sku, d, rng.randint(1, 2), p, rng.choice(["ok"] * 9 + ["damaged"]))
-                     for sku, d, p in items]
+            lines = [
+                (sku, d, rng.randint(1, 2), p, rng.choice(["ok"] * 9 + ["damaged"])) for sku, d, p in items
+            ]
             total = round(sum(q * p for _, _, q, p, _ in lines), 2)
             status = rng.choice(_STATUSES)
-            db.execute("INSERT INTO orders VALUES (?,?,?,?,?)",
-                       (oid, cid, placed.isoformat(), status, total))
+            db.execute("INSERT INTO orders VALUES (?,?,?,?,?)", (oid, cid, placed.isoformat(), status, total))
             for sku, d, q, p, cond in lines:
-                db.execute("INSERT INTO order_items (order_id, sku, description, quantity,"
-                           " unit_price_usd, condition) VALUES (?,?,?,?,?,?)",
-                           (oid, sku, d, q, p, cond))
+                db.execute(
+                    "INSERT INTO order_items (order_id, sku, description, quantity,"
+                    " unit_price_usd, condition) VALUES (?,?,?,?,?,?)",
+                    (oid, sku, d, q, p, cond),
+                )
             if status != "cancelled":
-                db.execute("INSERT INTO payments VALUES (?,?,?,?,?)",
-                           (f"P-{oid[2:]}", oid, total, rng.choice(["card", "paypal"]),
-                            placed.isoformat()))
+                db.execute(
+                    "INSERT INTO payments VALUES (?,?,?,?,?)",
+                    (f"P-{oid[2:]}", oid, total, rng.choice(["card", "paypal"]), placed.isoformat()),
+                )
                 if rng.random() < 0.08:
                     amt = round(min(total, rng.choice([5.0, 10.0, 14.0])), 2)
-                    db.execute("INSERT INTO refunds VALUES (?,?,?,?,?,?,?)",
-                               (f"R-{oid[2:]}", oid, amt, "goodwill", "",
-                                (placed + timedelta(days=9)).isoformat(), None))
+                    db.execute(
+                        "INSERT INTO refunds VALUES (?,?,?,?,?,?,?)",
+                        (
+                            f"R-{oid[2:]}",
+                            oid,
+                            amt,
+                            "goodwill",
+                            "",
+                            (placed + timedelta(days=9)).isoformat(),
+                            None,
+                        ),
+                    )
 
 
 def ensure_world(path: Path) -> Path:
@@ -143,9 +215,10 @@ def ensure_world(path: Path) -> Path:
     db = sqlite3.connect(tmp)
     try:
         db.executescript(_SCHEMA)
-        db.executemany("INSERT INTO world_meta VALUES (?,?)",
-                       [("seed", str(WORLD_SEED)), ("as_of", AS_OF.isoformat()),
-                        ("schema_version", SCHEMA_VERSION)])
+        db.executemany(
+            "INSERT INTO world_meta VALUES (?,?)",
+            [("seed", str(WORLD_SEED)), ("as_of", AS_OF.isoformat()), ("schema_version", SCHEMA_VERSION)],
+        )
         _fixtures(db)
         _generate(db, random.Random(WORLD_SEED))
         db.commit()
