@@ -1,0 +1,192 @@
+"""Ledger value objects and their stored columns, shared by every backend.
+
+``LedgerEvent`` is what a caller appends; ``LedgerRow`` is what was stored (with sequence
+number, timestamp and hash-chain fields); ``Approval`` is a pending or decided approval.
+``COLUMNS`` is the one list of stored event columns: backends write them, the hash chain
+hashes them (see ``tether.checkpoints.chain``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "COLUMNS",
+    "Approval",
+    "ApprovalStatus",
+    "EventKind",
+    "LedgerEvent",
+    "LedgerRow",
+    "args_hash",
+    "from_columns",
+    "to_columns",
+]
+
+EventKind = Literal[
+    "run_started",
+    "routed",
+    "proposed",
+    "approval_requested",
+    "approved",
+    "rejected",
+    "edited",
+    "executing",
+    "executed",
+    "failed",
+    "compensated",
+    "budget_exceeded",
+    "escalated",
+    "responded",
+]
+ApprovalStatus = Literal["pending", "approved", "rejected", "edited"]
+ColumnKind = Literal["text", "int", "real"]
+
+COLUMNS: tuple[tuple[str, ColumnKind], ...] = (
+    ("event_id", "text"), ("ts", "text"), ("thread_id", "text"), ("run_id", "text"),
+    ("step", "int"), ("event", "text"), ("tool_call_id", "text"), ("tool", "text"),
+    ("tool_schema_version", "text"), ("args_json", "text"), ("args_hash", "text"),
+    ("decision", "text"), ("rule_id", "text"), ("matched_rules", "text"),
+    ("policy_version", "text"), ("approval_id", "text"), ("approver", "text"),
+    ("evidence", "text"), ("result_json", "text"), ("error", "text"), ("detail", "text"),
+    ("model_id", "text"), ("principal", "text"), ("customer_id", "text"),
+    ("spend_usd", "real"), ("idempotency_key", "text"),
+)
+"""Stored event columns in hash order (``seq``, ``prev_hash`` and ``row_hash`` come on top)."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def args_hash(args: Mapping[str, Any]) -> str:
+    """Hash of canonical JSON arguments; an approval is bound to it."""
+    return "sha256:" + hashlib.sha256(dumps(dict(args)).encode()).hexdigest()[:32]
+
+
+class LedgerEvent(BaseModel):
+    """One event to append. ``None`` fields are simply not applicable to the event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thread_id: str
+    run_id: str
+    event: EventKind
+    step: int | None = None
+    tool_call_id: str | None = None
+    tool: str | None = None
+    tool_schema_version: str | None = None
+    args: Mapping[str, Any] | None = None
+    decision: str | None = None
+    rule_id: str | None = None
+    matched_rules: tuple[str, ...] = ()
+    policy_version: str | None = None
+    approval_id: str | None = None
+    approver: str | None = None
+    evidence: tuple[str, ...] = ()
+    result: Any = None
+    error: str | None = None
+    detail: str | None = None
+    model_id: str | None = None
+    principal: str | None = None
+    customer_id: str | None = None
+    spend_usd: float | None = None
+    idempotency_key: str | None = None
+
+
+class LedgerRow(LedgerEvent):
+    """A stored event, with its sequence number, timestamp and place in the hash chain."""
+
+    seq: int
+    event_id: str
+    ts: str
+    args_hash: str | None = None
+    prev_hash: str | None = None
+    """``row_hash`` of the row before (``chain.GENESIS`` for the first row)."""
+    row_hash: str | None = None
+    """SHA-256 over this row's columns, ``seq`` and ``prev_hash``."""
+
+
+class Approval(BaseModel):
+    """A pending or decided approval request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approval_id: str
+    thread_id: str
+    run_id: str
+    tool_call_id: str
+    tool: str
+    args: dict[str, Any]
+    args_hash: str
+    preview: str
+    rule_id: str
+    reason: str
+    policy_version: str
+    customer_id: str | None
+    status: ApprovalStatus
+    decided_by: str | None = None
+    decision: dict[str, Any] | None = None
+    created_at: str
+    decided_at: str | None = None
+
+
+def to_columns(ev: LedgerEvent, *, event_id: str, ts: str) -> dict[str, Any]:
+    """The stored columns of an event (without ``seq`` and chain fields)."""
+    return {
+        "event_id": event_id, "ts": ts, "thread_id": ev.thread_id, "run_id": ev.run_id,
+        "step": ev.step, "event": ev.event, "tool_call_id": ev.tool_call_id, "tool": ev.tool,
+        "tool_schema_version": ev.tool_schema_version,
+        "args_json": dumps(ev.args) if ev.args is not None else None,
+        "args_hash": args_hash(ev.args) if ev.args is not None else None,
+        "decision": ev.decision, "rule_id": ev.rule_id,
+        "matched_rules": dumps(list(ev.matched_rules)), "policy_version": ev.policy_version,
+        "approval_id": ev.approval_id, "approver": ev.approver,
+        "evidence": dumps(list(ev.evidence)),
+        "result_json": dumps(ev.result) if ev.result is not None else None,
+        "error": ev.error, "detail": ev.detail, "model_id": ev.model_id,
+        "principal": ev.principal, "customer_id": ev.customer_id,
+        "spend_usd": float(ev.spend_usd) if ev.spend_usd is not None else None,
+        "idempotency_key": ev.idempotency_key,
+    }
+
+
+def from_columns(r: Mapping[str, Any]) -> LedgerRow:
+    """Decode a stored row."""
+    return LedgerRow(
+        seq=r["seq"], event_id=r["event_id"], ts=r["ts"], thread_id=r["thread_id"],
+        run_id=r["run_id"], step=r["step"], event=r["event"], tool_call_id=r["tool_call_id"],
+        tool=r["tool"], tool_schema_version=r["tool_schema_version"],
+        args=json.loads(r["args_json"]) if r["args_json"] else None,
+        args_hash=r["args_hash"], decision=r["decision"], rule_id=r["rule_id"],
+        matched_rules=tuple(json.loads(r["matched_rules"] or "[]")),
+        policy_version=r["policy_version"], approval_id=r["approval_id"],
+        approver=r["approver"], evidence=tuple(json.loads(r["evidence"] or "[]")),
+        result=json.loads(r["result_json"]) if r["result_json"] else None,
+        error=r["error"], detail=r["detail"], model_id=r["model_id"],
+        principal=r["principal"], customer_id=r["customer_id"], spend_usd=r["spend_usd"],
+        idempotency_key=r["idempotency_key"], prev_hash=r.get("prev_hash"),
+        row_hash=r.get("row_hash"),
+    )
+
+
+def approval_from_columns(r: Mapping[str, Any]) -> Approval:
+    return Approval(
+        approval_id=r["approval_id"], thread_id=r["thread_id"], run_id=r["run_id"],
+        tool_call_id=r["tool_call_id"], tool=r["tool"], args=json.loads(r["args_json"]),
+        args_hash=r["args_hash"], preview=r["preview"], rule_id=r["rule_id"],
+        reason=r["reason"], policy_version=r["policy_version"], customer_id=r["customer_id"],
+        status=r["status"], decided_by=r["decided_by"],
+        decision=json.loads(r["decision_json"]) if r["decision_json"] else None,
+        created_at=r["created_at"], decided_at=r["decided_at"],
+    )
