@@ -25,7 +25,6 @@ from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage, Too
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
-
 from tether.agents.models import ModelConfig, OfflineRouter, OfflineSupportModel
 from tether.agents.support.desk import KB_DIR, SUPPORT_ROUTES, support_workflow
 from tether.agents.support.tools import build_support_tools
@@ -67,11 +66,22 @@ def bare_graph(db: Any) -> Any:
         for tc in state["messages"][-1].tool_calls:
             spec = tools.get(tc["name"])
             assert spec is not None
-            ctx = ToolContext(customer_id="C-1042", thread_id="b", run_id="b", tool_call_id=tc["id"],
-                              idempotency_key=f"bare:{time.perf_counter_ns()}", db=db)
+            ctx = ToolContext(
+                customer_id="C-1042",
+                thread_id="b",
+                run_id="b",
+                tool_call_id=tc["id"],
+                idempotency_key=f"bare:{time.perf_counter_ns()}",
+                db=db,
+            )
             try:
-                res = {"status": "ok", "result": spec.run(spec.args_model.model_validate(tc["args"]), ctx).model_dump(mode="json")}
-            except Exception as exc:  # noqa: BLE001
+                res = {
+                    "status": "ok",
+                    "result": spec.run(spec.args_model.model_validate(tc["args"]), ctx).model_dump(
+                        mode="json"
+                    ),
+                }
+            except Exception as exc:
                 res = {"status": "error", "message": str(exc)}
             out.append(ToolMessage(json.dumps(res), tool_call_id=tc["id"], name=tc["name"]))
         return {"messages": out}
@@ -126,7 +136,9 @@ def main() -> None:
     print(f"requests per side: {n} (mix of {len(REQUESTS)} support requests)")
     print(f"{'':34}{'median ms/request':>18}{'peak MB':>10}{'time x':>9}{'mem x':>8}")
     print(f"{'bare LangGraph (in-memory)':34}{b_ms:18.2f}{b_mb:10.1f}{1:9.2f}{1:8.2f}")
-    print(f"{'tether (in-memory checkpoints)':34}{t_ms:18.2f}{t_mb:10.1f}{t_ms / b_ms:9.2f}{t_mb / b_mb:8.2f}")
+    print(
+        f"{'tether (in-memory checkpoints)':34}{t_ms:18.2f}{t_mb:10.1f}{t_ms / b_ms:9.2f}{t_mb / b_mb:8.2f}"
+    )
     print(f"{'tether (SQLite checkpoints)':34}{s_ms:18.2f}{s_mb:10.1f}{s_ms / b_ms:9.2f}{s_mb / b_mb:8.2f}")
 
 
