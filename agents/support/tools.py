@@ -198,7 +198,7 @@ def _crm_preview(args: CrmUpdateArgs, ctx: ToolContext) -> str:
     row = ctx.db.execute("SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.customer_id,)).fetchone()
     parts = []
     for k, v in sorted(args.fields.items()):
-        old = row[k] if row is not None and k in row.keys() else "?"
+        old = row[k] if row is not None and k in row.keys() else "?"  # noqa: SIM118 (sqlite3.Row)
         parts.append(f"{k}: {old!r} -> {v!r}")
     return f"update contact of {ctx.customer_id}: " + "; ".join(parts)
 
