@@ -25,6 +25,7 @@ from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage, Too
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
+
 from tether.agents.models import ModelConfig, OfflineRouter, OfflineSupportModel
 from tether.agents.support.desk import KB_DIR, SUPPORT_ROUTES, support_workflow
 from tether.agents.support.tools import build_support_tools

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, TypedDict
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
 from tether.guards.budgets import BudgetExceeded, Usage
 from tether.guards.decisions import Allow, Deny, Escalate, EscalationAction, RequireApproval, RuleMatch
 from tether.retrieval.knowledge import Evidence

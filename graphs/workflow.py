@@ -43,6 +43,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import interrupt
 from pydantic import TypeAdapter, ValidationError
+
 from tether.agents.models.pricing import ModelPrice, estimate_tokens, price_for
 from tether.checkpoints.ledger import ApprovalStatus, Ledger, LedgerEvent, args_hash
 from tether.errors import ToolError

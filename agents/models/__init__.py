@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
+
 from tether.agents.models.offline import OfflineRouter, OfflineSupportModel, ScriptedChatModel
 from tether.agents.models.pricing import PRICES, ModelPrice, price_for
 from tether.errors import ConfigError

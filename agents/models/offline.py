@@ -19,6 +19,7 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
+
 from tether.agents.models.pricing import estimate_tokens
 
 __all__ = ["OfflineRouter", "OfflineSupportModel", "ScriptedChatModel"]

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict
+
 from tether.errors import ConfigError
 
 __all__ = ["PRICES", "ModelPrice", "estimate_tokens", "price_for"]

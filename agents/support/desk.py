@@ -17,6 +17,7 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command
+
 from tether.agents.models import ModelConfig, load_chat_model
 from tether.agents.support.tools import build_support_tools
 from tether.agents.support.world import connect_world

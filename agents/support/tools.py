@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from tether.errors import ToolError
 from tether.retrieval.knowledge import Evidence, KnowledgeBase
 from tether.tools.base import ToolContext, Toolset, tool
