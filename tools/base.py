@@ -185,7 +185,7 @@ def tool(
     return wrap
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Toolset:
     """An ordered, name-indexed set of tools."""
 

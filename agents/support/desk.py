@@ -24,7 +24,7 @@ from tether.agents.support.world import connect_world
 from tether.checkpoints.checkpointer import open_checkpointer
 from tether.checkpoints.ledger import Approval, Ledger
 from tether.config import Home
-from tether.errors import ApprovalError
+from tether.errors import ApprovalError, TetherError
 from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
 from tether.graphs.workflow import DECISION_STATUS, Workflow, parse_decision
 from tether.guards.policy import Policy
@@ -182,6 +182,11 @@ class SupportDesk:
     def resume(self, thread_id: str) -> RunResult:
         """Continue a thread: apply the recorded decision to its pending approval, or, after a
         crash, carry on from the last checkpoint. A finished thread is left as it is."""
+        snap = self.app.get_state(self._config(thread_id))
+        if not snap.values and not snap.next:
+            raise TetherError(
+                f"no thread {thread_id!r} in {self.home.root}; check the id (tether ledger show)"
+            )
         waiting = self.waiting(thread_id)
         if not waiting:
             if self.app.get_state(self._config(thread_id)).next:

@@ -9,6 +9,8 @@ are idempotent on ``ToolContext.idempotency_key`` and have a dry-run preview.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -24,7 +26,8 @@ ORDER_ID = r"^O-\d{5}$"
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: the model's JSON is taken as typed, never coerced (``true`` is not $1.00)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class _Result(BaseModel):
@@ -137,6 +140,24 @@ class HandoffResult(_Result):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _tx(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction, taken before any read it depends on (``BEGIN IMMEDIATE``)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _next_id(db: sqlite3.Connection, table: str, prefix: str, base: int) -> str:
+    """Next id in a prefixed numeric series; call inside ``_tx`` so it cannot collide."""
+    n = db.execute(f"SELECT COUNT(*) FROM {table} WHERE id LIKE ?", (prefix + "%",)).fetchone()[0]
+    return f"{prefix}{base + n + 1}"
 
 
 def _world_today(db: sqlite3.Connection) -> date:
@@ -275,21 +296,20 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
     def issue_refund(args: RefundArgs, ctx: ToolContext) -> RefundResult:
         """Refund part or all of an order to the original payment method. Cite the policy."""
         db = ctx.db
-        prior = db.execute(
-            "SELECT id, order_id, amount_usd FROM refunds WHERE idempotency_key=?",
-            (ctx.idempotency_key,),
-        ).fetchone()
-        if prior is not None:
-            o = _order(db, prior["order_id"], ctx.customer_id)
-            return RefundResult(
-                refund_id=prior["id"],
-                order_id=prior["order_id"],
-                amount_usd=prior["amount_usd"],
-                remaining_refundable_usd=o.refundable_usd,
-                replayed=True,
-            )
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _tx(db):  # the key lookup and the insert are one transaction
+            prior = db.execute(
+                "SELECT id, order_id, amount_usd FROM refunds WHERE idempotency_key=?",
+                (ctx.idempotency_key,),
+            ).fetchone()
+            if prior is not None:
+                o = _order(db, prior["order_id"], ctx.customer_id)
+                return RefundResult(
+                    refund_id=prior["id"],
+                    order_id=prior["order_id"],
+                    amount_usd=prior["amount_usd"],
+                    remaining_refundable_usd=o.refundable_usd,
+                    replayed=True,
+                )
             o = _order(db, args.order_id, ctx.customer_id)
             if o.status == "cancelled" or o.paid_usd <= 0:
                 raise ToolError(code="not_refundable", message=f"{o.id} has no payment to refund")
@@ -303,8 +323,7 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
                     ),
                     hint="Refund at most the refundable amount.",
                 )
-            n = db.execute("SELECT COUNT(*) FROM refunds").fetchone()[0]
-            refund_id = f"R-{90000 + n + 1}"
+            refund_id = _next_id(db, "refunds", "R-", 90000)
             db.execute(
                 "INSERT INTO refunds VALUES (?,?,?,?,?,?,?)",
                 (
@@ -317,10 +336,6 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
                     ctx.idempotency_key,
                 ),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return RefundResult(
             refund_id=refund_id,
             order_id=o.id,
@@ -331,17 +346,6 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
     @tool(name="update_crm_record", effect="write", fields_arg="fields", preview=_crm_preview)
     def update_crm_record(args: CrmUpdateArgs, ctx: ToolContext) -> CrmUpdateResult:
         """Update the current customer's contact record (only fields the policy allows)."""
-        db = ctx.db
-        done = db.execute(
-            "SELECT field, new_value FROM crm_changes WHERE idempotency_key=?",
-            (ctx.idempotency_key,),
-        ).fetchall()
-        if done:
-            return CrmUpdateResult(
-                customer_id=ctx.customer_id,
-                changed={r["field"]: r["new_value"] for r in done},
-                replayed=True,
-            )
         unknown = sorted(set(args.fields) - set(_CRM_FIELDS))
         if unknown or not args.fields:
             raise ToolError(
@@ -349,8 +353,18 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
                 message=f"contact records have no field(s) {', '.join(unknown) or '(none given)'}",
                 hint=f"Use one of: {', '.join(_CRM_FIELDS)}.",
             )
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        db = ctx.db
+        with _tx(db):
+            done = db.execute(
+                "SELECT field, new_value FROM crm_changes WHERE idempotency_key=?",
+                (ctx.idempotency_key,),
+            ).fetchall()
+            if done:
+                return CrmUpdateResult(
+                    customer_id=ctx.customer_id,
+                    changed={r["field"]: r["new_value"] for r in done},
+                    replayed=True,
+                )
             row = db.execute("SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.customer_id,)).fetchone()
             if row is None:
                 raise ToolError(code="customer_not_found", message="no contact record")
@@ -360,14 +374,10 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
                     " idempotency_key, changed_at) VALUES (?,?,?,?,?,?)",
                     (ctx.customer_id, k, str(row[k]), v, ctx.idempotency_key, _now()),
                 )
-                db.execute(
+                db.execute(  # k is one of _CRM_FIELDS, checked above
                     f"UPDATE crm_contacts SET {k}=?, updated_at=? WHERE customer_id=?",
                     (v, _now(), ctx.customer_id),
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return CrmUpdateResult(customer_id=ctx.customer_id, changed=dict(args.fields))
 
     @tool(name="run_sql_query", customer_arg="customer_id", sql_arg="sql")
@@ -397,21 +407,21 @@ def build_support_tools(kb: KnowledgeBase) -> Toolset:
     @tool(name="handoff_to_human", effect="write", terminal=True)
     def handoff_to_human(args: HandoffArgs, ctx: ToolContext) -> HandoffResult:
         """Hand the conversation to a human agent with a summary. Ends the run."""
-        prior = ctx.db.execute(
-            "SELECT id FROM support_tickets WHERE idempotency_key=?", (ctx.idempotency_key,)
-        ).fetchone()
-        if prior is not None:
-            return HandoffResult(ticket_id=prior["id"], replayed=True)
-        n = ctx.db.execute("SELECT COUNT(*) FROM support_tickets").fetchone()[0]
-        ticket = f"T-{5000 + n + 1}"
-        ctx.db.execute(
-            "INSERT INTO support_tickets VALUES (?,?,?,?,?,?)",
-            (ticket, ctx.customer_id, args.summary, args.reason, _now(), ctx.idempotency_key),
-        )
+        with _tx(ctx.db) as db:
+            prior = db.execute(
+                "SELECT id FROM support_tickets WHERE idempotency_key=?", (ctx.idempotency_key,)
+            ).fetchone()
+            if prior is not None:
+                return HandoffResult(ticket_id=prior["id"], replayed=True)
+            ticket = _next_id(db, "support_tickets", "T-", 5000)
+            db.execute(
+                "INSERT INTO support_tickets VALUES (?,?,?,?,?,?)",
+                (ticket, ctx.customer_id, args.summary, args.reason, _now(), ctx.idempotency_key),
+            )
         return HandoffResult(ticket_id=ticket)
 
     return Toolset(
-        [
+        tools=[
             lookup_customer,
             lookup_order,
             search_policy,

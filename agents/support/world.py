@@ -8,8 +8,10 @@ means the same rows. ``ensure_world(path)`` creates the file once; tools write t
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
+import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -210,8 +212,10 @@ def ensure_world(path: Path) -> Path:
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
+    # build in a private file, then rename: concurrent first runs never see half a world
+    fd, name = tempfile.mkstemp(prefix=".world-", suffix=".sqlite", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     db = sqlite3.connect(tmp)
     try:
         db.executescript(_SCHEMA)
@@ -224,7 +228,10 @@ def ensure_world(path: Path) -> Path:
         db.commit()
     finally:
         db.close()
-    tmp.replace(path)  # atomic: a crash never leaves a half-built world behind
+    if path.exists():  # another process won the race; its world is identical
+        tmp.unlink()
+    else:
+        tmp.replace(path)
     return path
 
 
