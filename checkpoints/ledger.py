@@ -1,33 +1,52 @@
-"""The action ledger: every proposed action and what became of it, in SQLite.
+"""The action ledger: every proposed action and what became of it.
 
 One row per event of an action's life (proposed with its decision, approval requested,
-approved / rejected / edited, executed, failed) and of a run's life (started, routed,
-escalated, responded). Rows are append-only and carry a sequence number, so the table can
-grow into a hash-chained, tamper-evident log without a data migration. Pending approvals
-live in their own table so any process can list and decide them.
+approved / rejected / edited, executing, executed, failed, compensated) and of a run's life
+(started, routed, escalated, responded). Rows are append-only and hash-chained (see
+``tether.checkpoints.chain``); ``verify()`` names the first row that was tampered with.
+Pending approvals live in their own table so any process can list and decide them.
 
-Schema changes are named, append-only migrations recorded in ``schema_migrations``.
+``Ledger`` is the contract every backend implements; ``Ledger.open(url)`` picks one:
+``sqlite:///PATH`` or a plain path (``SqliteLedger``), ``postgresql://...``
+(``PostgresLedger``, needs the ``postgres`` extra). The queries live here, once; a backend
+supplies a connection, transactions, the head lock and its named migrations.
+
+Schema changes are named, append-only migrations (``tether.checkpoints.migrations``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
-import sqlite3
-import threading
 import uuid
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
-
+from tether.checkpoints.chain import GENESIS, Anchor, ChainBreak, ChainReport, row_hash, verify_chain
+from tether.checkpoints.migrations import SCHEMA_VERSION
+from tether.checkpoints.records import (
+    COLUMNS,
+    Approval,
+    ApprovalStatus,
+    EventKind,
+    LedgerEvent,
+    LedgerRow,
+    approval_from_columns,
+    args_hash,
+    dumps,
+    from_columns,
+    now,
+    to_columns,
+)
 from tether.errors import ApprovalError, LedgerError
 
 __all__ = [
     "SCHEMA_VERSION",
     "Approval",
+    "ApprovalStatus",
     "EventKind",
     "Ledger",
     "LedgerEvent",
@@ -35,192 +54,54 @@ __all__ = [
     "args_hash",
 ]
 
-EventKind = Literal[
-    "run_started",
-    "routed",
-    "proposed",
-    "approval_requested",
-    "approved",
-    "rejected",
-    "edited",
-    "executing",
-    "executed",
-    "failed",
-    "budget_exceeded",
-    "escalated",
-    "responded",
-]
-ApprovalStatus = Literal["pending", "approved", "rejected", "edited"]
-
-_MIGRATIONS: tuple[tuple[str, str], ...] = (
-    (
-        "0001_events_and_approvals",
-        """
-        CREATE TABLE ledger_events (
-          seq INTEGER PRIMARY KEY AUTOINCREMENT,
-          event_id TEXT NOT NULL UNIQUE,
-          ts TEXT NOT NULL,
-          thread_id TEXT NOT NULL,
-          run_id TEXT NOT NULL,
-          step INTEGER,
-          event TEXT NOT NULL,
-          tool_call_id TEXT,
-          tool TEXT,
-          tool_schema_version TEXT,
-          args_json TEXT,
-          args_hash TEXT,
-          decision TEXT,
-          rule_id TEXT,
-          matched_rules TEXT,
-          policy_version TEXT,
-          approval_id TEXT,
-          approver TEXT,
-          evidence TEXT,
-          result_json TEXT,
-          error TEXT,
-          detail TEXT,
-          model_id TEXT,
-          principal TEXT,
-          customer_id TEXT,
-          spend_usd REAL,
-          idempotency_key TEXT
-        );
-        CREATE INDEX ledger_events_thread ON ledger_events(thread_id, seq);
-        CREATE INDEX ledger_events_idem ON ledger_events(idempotency_key, event);
-        CREATE TABLE approvals (
-          approval_id TEXT PRIMARY KEY,
-          thread_id TEXT NOT NULL,
-          run_id TEXT NOT NULL,
-          tool_call_id TEXT NOT NULL,
-          tool TEXT NOT NULL,
-          args_json TEXT NOT NULL,
-          args_hash TEXT NOT NULL,
-          preview TEXT NOT NULL,
-          rule_id TEXT NOT NULL,
-          reason TEXT NOT NULL,
-          policy_version TEXT NOT NULL,
-          customer_id TEXT,
-          status TEXT NOT NULL DEFAULT 'pending',
-          decided_by TEXT,
-          decision_json TEXT,
-          created_at TEXT NOT NULL,
-          decided_at TEXT,
-          UNIQUE (thread_id, tool_call_id)
-        );
-        """,
-    ),
+_INSERT = (
+    "INSERT INTO ledger_events (seq, prev_hash, row_hash, " + ", ".join(c for c, _ in COLUMNS)
+    + ") VALUES (" + ", ".join("?" * (len(COLUMNS) + 3)) + ")"
 )
-SCHEMA_VERSION = _MIGRATIONS[-1][0]
+_BATCH = 2000
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+class Query(Protocol):
+    """Run one statement (``?`` placeholders) and return its rows as dicts and its rowcount."""
+
+    def __call__(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[dict[str, Any]], int]: ...
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+class Ledger(ABC):
+    """The ledger contract. Open with ``Ledger.open(url_or_path)``; safe across processes."""
 
-
-def args_hash(args: Mapping[str, Any]) -> str:
-    """Hash of canonical JSON arguments; an approval is bound to it."""
-    return "sha256:" + hashlib.sha256(_dumps(dict(args)).encode()).hexdigest()[:32]
-
-
-class LedgerEvent(BaseModel):
-    """One event to append. ``None`` fields are simply not applicable to the event."""
-
-    model_config = ConfigDict(frozen=True)
-
-    thread_id: str
-    run_id: str
-    event: EventKind
-    step: int | None = None
-    tool_call_id: str | None = None
-    tool: str | None = None
-    tool_schema_version: str | None = None
-    args: Mapping[str, Any] | None = None
-    decision: str | None = None
-    rule_id: str | None = None
-    matched_rules: tuple[str, ...] = ()
-    policy_version: str | None = None
-    approval_id: str | None = None
-    approver: str | None = None
-    evidence: tuple[str, ...] = ()
-    result: Any = None
-    error: str | None = None
-    detail: str | None = None
-    model_id: str | None = None
-    principal: str | None = None
-    customer_id: str | None = None
-    spend_usd: float | None = None
-    idempotency_key: str | None = None
-
-
-class LedgerRow(LedgerEvent):
-    """A stored event, with its sequence number and timestamp."""
-
-    seq: int
-    event_id: str
-    ts: str
-    args_hash: str | None = None
-
-
-class Approval(BaseModel):
-    """A pending or decided approval request."""
-
-    model_config = ConfigDict(frozen=True)
-
-    approval_id: str
-    thread_id: str
-    run_id: str
-    tool_call_id: str
-    tool: str
-    args: dict[str, Any]
-    args_hash: str
-    preview: str
-    rule_id: str
-    reason: str
-    policy_version: str
-    customer_id: str | None
-    status: ApprovalStatus
-    decided_by: str | None = None
-    decision: dict[str, Any] | None = None
-    created_at: str
-    decided_at: str | None = None
-
-
-class Ledger:
-    """SQLite-backed ledger. Open with ``Ledger.open(url_or_path)``; safe across processes."""
-
-    def __init__(self, conn: sqlite3.Connection, *, url: str) -> None:
-        self._db = conn
-        self._lock = threading.RLock()
-        self.url = url
-        self._migrate()
+    url: str
+    """Where the ledger lives (``sqlite:///PATH`` or the PostgreSQL URL)."""
 
     @classmethod
     def open(cls, target: str | Path) -> Ledger:
         url = str(target)
-        if url.startswith("sqlite:///"):
-            path = Path(url.removeprefix("sqlite:///"))
-        elif "://" in url:
-            raise LedgerError(
-                url=url, reason="unsupported ledger URL; use sqlite:///PATH or a file path"
-            )
-        else:
-            path = Path(url)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-        except sqlite3.Error as exc:
-            raise LedgerError(url=url, reason=str(exc)) from None
-        return cls(conn, url=f"sqlite:///{path}")
+        if url.startswith(("postgresql://", "postgres://")):
+            from tether.checkpoints.ledger_postgres import PostgresLedger
 
-    def close(self) -> None:
-        self._db.close()
+            return PostgresLedger.connect(url)
+        if url.startswith("sqlite:///") or "://" not in url:
+            from tether.checkpoints.ledger_sqlite import SqliteLedger
+
+            return SqliteLedger.connect(url)
+        raise LedgerError(url=url, reason="unsupported ledger URL; use sqlite:///PATH, a file path "
+                          "or postgresql://USER@HOST:PORT/DB")
+
+    # ------------------------------------------------------------- backend primitives
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Query]:
+        """A write transaction; appends through it are serialized by ``_lock_head``."""
+
+    @abstractmethod
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _lock_head(self, q: Query) -> tuple[int, str]:
+        """Lock the head record for the rest of the transaction; return ``(seq, row_hash)``."""
 
     def __enter__(self) -> Ledger:
         return self
@@ -228,115 +109,89 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _migrate(self) -> None:
-        with self._tx():
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-            )
-            done = {r[0] for r in self._db.execute("SELECT name FROM schema_migrations")}
-            for name, sql in _MIGRATIONS:
-                if name not in done:
-                    for stmt in sql.split(";"):
-                        if stmt.strip():
-                            self._db.execute(stmt)
-                    self._db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, _now()))
-
-    class _Tx:
-        def __init__(self, ledger: Ledger) -> None:
-            self.ledger = ledger
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.ledger._lock.acquire()
-            self.ledger._db.execute("BEGIN IMMEDIATE")
-            return self.ledger._db
-
-        def __exit__(self, exc_type: object, *rest: object) -> None:
-            try:
-                self.ledger._db.execute("ROLLBACK" if exc_type else "COMMIT")
-            finally:
-                self.ledger._lock.release()
-
-    def _tx(self) -> Ledger._Tx:
-        return Ledger._Tx(self)
+    def migrations(self) -> list[str]:
+        """Names of the applied schema migrations, oldest first."""
+        return [r["name"] for r in self._read("SELECT name FROM schema_migrations ORDER BY name")]
 
     # ------------------------------------------------------------------ events
 
     def append(self, ev: LedgerEvent) -> LedgerRow:
-        row = LedgerRow(
-            **ev.model_dump(),
-            seq=0,
-            event_id=uuid.uuid4().hex,
-            ts=_now(),
-            args_hash=args_hash(ev.args) if ev.args is not None else None,
-        )
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO ledger_events (event_id, ts, thread_id, run_id, step, event,"
-                " tool_call_id, tool, tool_schema_version, args_json, args_hash, decision, rule_id,"
-                " matched_rules, policy_version, approval_id, approver, evidence, result_json,"
-                " error, detail, model_id, principal, customer_id, spend_usd, idempotency_key)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    row.event_id, row.ts, row.thread_id, row.run_id, row.step, row.event,
-                    row.tool_call_id, row.tool, row.tool_schema_version,
-                    _dumps(row.args) if row.args is not None else None, row.args_hash,
-                    row.decision, row.rule_id, _dumps(list(row.matched_rules)),
-                    row.policy_version, row.approval_id, row.approver,
-                    _dumps(list(row.evidence)),
-                    _dumps(row.result) if row.result is not None else None,
-                    row.error, row.detail, row.model_id, row.principal, row.customer_id,
-                    row.spend_usd, row.idempotency_key,
-                ),
-            )
-        return row.model_copy(update={"seq": cur.lastrowid})
-
-    def _row(self, r: sqlite3.Row) -> LedgerRow:
-        return LedgerRow(
-            seq=r["seq"], event_id=r["event_id"], ts=r["ts"], thread_id=r["thread_id"],
-            run_id=r["run_id"], step=r["step"], event=r["event"], tool_call_id=r["tool_call_id"],
-            tool=r["tool"], tool_schema_version=r["tool_schema_version"],
-            args=json.loads(r["args_json"]) if r["args_json"] else None,
-            args_hash=r["args_hash"], decision=r["decision"], rule_id=r["rule_id"],
-            matched_rules=tuple(json.loads(r["matched_rules"] or "[]")),
-            policy_version=r["policy_version"], approval_id=r["approval_id"],
-            approver=r["approver"], evidence=tuple(json.loads(r["evidence"] or "[]")),
-            result=json.loads(r["result_json"]) if r["result_json"] else None,
-            error=r["error"], detail=r["detail"], model_id=r["model_id"],
-            principal=r["principal"], customer_id=r["customer_id"], spend_usd=r["spend_usd"],
-            idempotency_key=r["idempotency_key"],
-        )
+        cols = to_columns(ev, event_id=uuid.uuid4().hex, ts=now())
+        with self._tx() as q:
+            seq, prev = self._lock_head(q)
+            seq += 1
+            h = row_hash(cols, seq=seq, prev_hash=prev)
+            q(_INSERT, (seq, prev, h, *(cols[c] for c, _ in COLUMNS)))
+            q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, h))
+        return from_columns({**cols, "seq": seq, "prev_hash": prev, "row_hash": h})
 
     def events(self, thread_id: str | None = None) -> list[LedgerRow]:
-        with self._lock:
-            if thread_id is None:
-                rows = self._db.execute("SELECT * FROM ledger_events ORDER BY seq").fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT * FROM ledger_events WHERE thread_id=? ORDER BY seq", (thread_id,)
-                ).fetchall()
-        return [self._row(r) for r in rows]
+        if thread_id is None:
+            return list(self.iter_events())
+        rows = self._read("SELECT * FROM ledger_events WHERE thread_id=? ORDER BY seq", (thread_id,))
+        return [from_columns(r) for r in rows]
+
+    def _raw_rows(self, upto: int | None = None) -> Iterator[dict[str, Any]]:
+        last, cap = 0, " AND seq <= ?" if upto is not None else ""
+        while True:
+            rows = self._read(
+                f"SELECT * FROM ledger_events WHERE seq > ?{cap} ORDER BY seq LIMIT {_BATCH}",
+                (last,) if upto is None else (last, upto),
+            )
+            yield from rows
+            if len(rows) < _BATCH:
+                return
+            last = int(rows[-1]["seq"])
 
     def iter_events(self) -> Iterator[LedgerRow]:
-        yield from self.events()
+        """Every row in ``seq`` order, read in batches."""
+        for r in self._raw_rows():
+            yield from_columns(r)
 
     def completed(self, idempotency_key: str) -> LedgerRow | None:
         """The ``executed`` event for this key, if the action already ran to completion."""
-        with self._lock:
-            r = self._db.execute(
-                "SELECT * FROM ledger_events WHERE idempotency_key=? AND event='executed'"
-                " ORDER BY seq LIMIT 1",
-                (idempotency_key,),
-            ).fetchone()
-        return self._row(r) if r else None
+        rows = self._read(
+            "SELECT * FROM ledger_events WHERE idempotency_key=? AND event='executed'"
+            " ORDER BY seq LIMIT 1", (idempotency_key,))
+        return from_columns(rows[0]) if rows else None
 
     def started(self, idempotency_key: str) -> bool:
         """Whether an ``executing`` (intent) event exists for this key."""
-        with self._lock:
-            r = self._db.execute(
-                "SELECT 1 FROM ledger_events WHERE idempotency_key=? AND event='executing' LIMIT 1",
-                (idempotency_key,),
-            ).fetchone()
-        return r is not None
+        return bool(self._read(
+            "SELECT 1 AS x FROM ledger_events WHERE idempotency_key=? AND event='executing' LIMIT 1",
+            (idempotency_key,)))
+
+    # ------------------------------------------------------------------ chain
+
+    def head(self) -> Anchor:
+        """The current head ``(seq, row_hash)``; write it somewhere else to anchor the ledger."""
+        rows = self._read("SELECT seq, row_hash FROM ledger_head WHERE id=1")
+        seq, h = (int(rows[0]["seq"]), str(rows[0]["row_hash"])) if rows else (0, GENESIS)
+        return Anchor(seq=seq, row_hash=h, written_at=now())
+
+    def verify(self, *, anchor: Anchor | None = None) -> ChainReport:
+        """Check the whole chain, the head record and (optionally) an external anchor.
+
+        Rows up to the head read at the start are checked; rows appended meanwhile must be
+        covered by the head record read at the end (appends update both in one transaction).
+        """
+        marks = self._read("SELECT seq, row_hash FROM ledger_head WHERE id=1")
+        head = self.head() if marks else None
+
+        def find_seq(h: str) -> int | None:
+            rows = self._read("SELECT seq FROM ledger_events WHERE row_hash=? LIMIT 1", (h,))
+            return int(rows[0]["seq"]) if rows else None
+
+        report = verify_chain(self._raw_rows(upto=head.seq if head else None), find_seq=find_seq,
+                              head=(head.seq, head.row_hash) if head else None, anchor=anchor)
+        if not report.ok or head is None:
+            return report
+        top = self._read("SELECT MAX(seq) AS m FROM ledger_events")[0]["m"] or 0
+        if int(top) > self.head().seq:
+            problem = ChainBreak(kind="inserted", seq=head.seq + 1, reason="rows after the head "
+                                 "record were added outside the ledger")
+            return dataclasses.replace(report, ok=False, problem=problem)
+        return report
 
     # ------------------------------------------------------------------ approvals
 
@@ -356,71 +211,44 @@ class Ledger:
     ) -> Approval:
         """Register a pending approval (idempotent per thread and tool call)."""
         approval_id = "A-" + hashlib.sha256(f"{thread_id}\0{tool_call_id}".encode()).hexdigest()[:10]
-        with self._tx() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO approvals (approval_id, thread_id, run_id, tool_call_id, tool,"
-                " args_json, args_hash, preview, rule_id, reason, policy_version, customer_id,"
-                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (approval_id, thread_id, run_id, tool_call_id, tool, _dumps(dict(args)),
-                 args_hash(args), preview, rule_id, reason, policy_version, customer_id, _now()),
-            )
+        with self._tx() as q:
+            q("INSERT INTO approvals (approval_id, thread_id, run_id, tool_call_id, tool, args_json,"
+              " args_hash, preview, rule_id, reason, policy_version, customer_id, created_at)"
+              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+              (approval_id, thread_id, run_id, tool_call_id, tool, dumps(dict(args)),
+               args_hash(args), preview, rule_id, reason, policy_version, customer_id, now()))
         return self.approval(approval_id)
 
-    def _approval(self, r: sqlite3.Row) -> Approval:
-        return Approval(
-            approval_id=r["approval_id"], thread_id=r["thread_id"], run_id=r["run_id"],
-            tool_call_id=r["tool_call_id"], tool=r["tool"], args=json.loads(r["args_json"]),
-            args_hash=r["args_hash"], preview=r["preview"], rule_id=r["rule_id"],
-            reason=r["reason"], policy_version=r["policy_version"], customer_id=r["customer_id"],
-            status=r["status"], decided_by=r["decided_by"],
-            decision=json.loads(r["decision_json"]) if r["decision_json"] else None,
-            created_at=r["created_at"], decided_at=r["decided_at"],
-        )
-
     def approval(self, approval_id: str) -> Approval:
-        with self._lock:
-            r = self._db.execute(
-                "SELECT * FROM approvals WHERE approval_id=?", (approval_id,)
-            ).fetchone()
-        if r is None:
-            raise ApprovalError(
-                approval_id=approval_id,
-                reason="no such approval; run `tether approvals list` to see pending ones",
-            )
-        return self._approval(r)
+        rows = self._read("SELECT * FROM approvals WHERE approval_id=?", (approval_id,))
+        if not rows:
+            raise ApprovalError(approval_id=approval_id, reason="no such approval; run "
+                                "`tether approvals list` to see pending ones")
+        return approval_from_columns(rows[0])
 
-    def approvals(self, *, status: ApprovalStatus | None = "pending", thread_id: str | None = None) -> list[Approval]:
-        q, params = "SELECT * FROM approvals WHERE 1=1", []
+    def approvals(self, *, status: ApprovalStatus | None = "pending",
+                  thread_id: str | None = None) -> list[Approval]:
+        q, params = "SELECT * FROM approvals WHERE 1=1", list[str]()
         if status is not None:
             q += " AND status=?"
             params.append(status)
         if thread_id is not None:
             q += " AND thread_id=?"
             params.append(thread_id)
-        with self._lock:
-            rows = self._db.execute(q + " ORDER BY created_at", params).fetchall()
-        return [self._approval(r) for r in rows]
+        return [approval_from_columns(r) for r in self._read(q + " ORDER BY created_at", params)]
 
-    def decide(
-        self, approval_id: str, *, status: ApprovalStatus, decided_by: str, decision: Mapping[str, Any]
-    ) -> Approval:
-        """Record a human decision once. A second decision is refused."""
+    def decide(self, approval_id: str, *, status: ApprovalStatus, decided_by: str,
+               decision: Mapping[str, Any]) -> Approval:
+        """Record a human decision once. A second decision is refused, across processes."""
         if status == "pending":
             raise ValueError("a decision cannot be 'pending'")
-        with self._tx() as db:
-            cur = db.execute(
-                "UPDATE approvals SET status=?, decided_by=?, decision_json=?, decided_at=?"
-                " WHERE approval_id=? AND status='pending'",
-                (status, decided_by, _dumps(dict(decision)), _now(), approval_id),
-            )
-            if cur.rowcount != 1:
-                exists = db.execute(
-                    "SELECT status FROM approvals WHERE approval_id=?", (approval_id,)
-                ).fetchone()
-                reason = (
-                    f"already {exists[0]}; decisions are final"
-                    if exists
-                    else "no such approval; run `tether approvals list`"
-                )
+        with self._tx() as q:
+            _, n = q("UPDATE approvals SET status=?, decided_by=?, decision_json=?, decided_at=?"
+                     " WHERE approval_id=? AND status='pending'",
+                     (status, decided_by, dumps(dict(decision)), now(), approval_id))
+            if n != 1:
+                rows, _ = q("SELECT status FROM approvals WHERE approval_id=?", (approval_id,))
+                reason = (f"already {rows[0]['status']}; decisions are final" if rows
+                          else "no such approval; run `tether approvals list`")
                 raise ApprovalError(approval_id=approval_id, reason=reason)
         return self.approval(approval_id)

@@ -103,6 +103,8 @@ ProposalStatus = Literal[
 class Proposal(_Frozen):
     """One tool call the model proposed, and what became of it so far."""
 
+    action_id: str
+    """Unique per thread (see ``graphs.messages.action_id``): keys idempotency and approvals."""
     tool_call_id: str
     tool: str
     args: dict[str, JsonValue]
@@ -190,6 +192,8 @@ class WorkflowState(TypedDict, total=False):
     evidence: list[Evidence]
     error_streak: int
     halt: Halt | None
+    actions: list[str]
+    """``tool:status`` of every proposal of the current run, in order (kept for memory)."""
     outcome: Resolved | Escalated | None
     memory: Memory
 

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
+from pydantic import Field
 
 from tether.agents.models import ModelConfig
 from tether.agents.models.offline import ScriptedChatModel
 from tether.agents.support.desk import POLICY_PATH, support_workflow
+from tether.checkpoints.checkpointer import serializer
 from tether.checkpoints.ledger import Ledger, LedgerRow
 from tether.config import Home
 from tether.graphs.state import ApprovalRequest
@@ -80,8 +83,34 @@ def answer(text: str = "Done.") -> AIMessage:
     return AIMessage(content=text)
 
 
+class RecordingModel(ScriptedChatModel):
+    """A ``ScriptedChatModel`` that also records what it was shown on each turn."""
+
+    seen: list[list[BaseMessage]] = Field(default_factory=list)
+    offered: list[list[str]] = Field(default_factory=list)
+
+    def _reply(self, messages: list[BaseMessage], tools: list[str]) -> AIMessage:
+        self.seen.append(list(messages))
+        self.offered.append(list(tools))
+        return super()._reply(messages, tools)
+
+    def last_seen_tool_messages(self) -> dict[str, dict[str, Any]]:
+        """tool_call_id -> payload of the ToolMessages in the latest prompt."""
+        return tool_messages(self.seen[-1]) if self.seen else {}
+
+
 def scripted(wf: Workflow, script: Sequence[AIMessage]) -> Workflow:
-    return dataclasses.replace(wf, model=ScriptedChatModel(script=list(script)), model_id=SCRIPTED_MODEL_ID)
+    return dataclasses.replace(wf, model=RecordingModel(script=list(script)), model_id=SCRIPTED_MODEL_ID)
+
+
+def recorder(wf: Workflow) -> RecordingModel:
+    assert isinstance(wf.model, RecordingModel)
+    return wf.model
+
+
+def memory_saver() -> InMemorySaver:
+    """An in-memory checkpointer with tether's serializer allowlist (as the SQLite one has)."""
+    return InMemorySaver(serde=serializer())
 
 
 def build_workflow(home: Home, ledger: Ledger, *, policy: Policy | None = None,

@@ -106,9 +106,21 @@ class ToolSpec(Generic[A, R]):
                 hint=f"Call {self.name} again with arguments matching its schema.",
             )
 
-    def describe(self, args: A, *, principal: str, evidence: frozenset[str]) -> ActionRequest:
-        """Turn validated arguments into what the policy decides on."""
-        data = args.model_dump()
+    def describe(
+        self,
+        args: A,
+        *,
+        principal: str,
+        evidence: frozenset[str],
+        agent: str | None = None,
+        roles: tuple[str, ...] = (),
+    ) -> ActionRequest:
+        """Turn validated arguments into what the policy decides on.
+
+        ``principal`` is the end user (customer) the run acts for; ``agent`` and ``roles`` are
+        the agent identity and its roles. All three come from the run's configuration.
+        """
+        data = args.model_dump(mode="json")
         amount = data.get(self.amount_arg) if self.amount_arg else None
         fields = data.get(self.fields_arg) if self.fields_arg else None
         target = data.get(self.customer_arg) if self.customer_arg else None
@@ -119,10 +131,14 @@ class ToolSpec(Generic[A, R]):
             amount_usd=float(amount) if amount is not None else None,
             fields=tuple(sorted(fields)) if fields is not None else None,
             free_sql=bool(sql),
+            sql=str(sql) if sql else None,
             target_customer_ids=(str(target),) if target else (),
             principal_customer_id=principal,
             citations=tuple(cites or ()),
             retrieved_evidence=evidence,
+            principal=agent,
+            roles=roles,
+            args=data,
         )
 
     def run(self, args: A, ctx: ToolContext) -> R:

@@ -137,6 +137,7 @@ class SupportDesk:
         self.app.invoke(
             start,
             self._config(thread_id),
+            durability="sync",
         )
         return self.result(thread_id)
 
@@ -183,15 +184,15 @@ class SupportDesk:
         """Continue a thread: apply the recorded decision to its pending approval, or, after a
         crash, carry on from the last checkpoint. A finished thread is left as it is."""
         snap = self.app.get_state(self._config(thread_id))
-        if not snap.values and not snap.next:
+        if not snap.values and not snap.tasks:
             raise TetherError(
                 f"no thread {thread_id!r} in {self.home.root}; check the id (tether ledger show)"
             )
         waiting = self.waiting(thread_id)
         if not waiting:
-            if self.app.get_state(self._config(thread_id)).next:
+            if snap.tasks:  # pending work (even when a crash left no checkpoint for it)
                 # interrupted by a crash, not by a human: continue from the last checkpoint
-                self.app.invoke(None, self._config(thread_id))
+                self.app.invoke(None, self._config(thread_id), durability="sync")
             return self.result(thread_id)
         req = waiting[0]
         appr = self.ledger.approval(req.approval_id)
@@ -201,5 +202,5 @@ class SupportDesk:
                 reason="still pending; run `tether approve` or `tether reject` first",
             )
         decision = parse_decision(appr.decision)
-        self.app.invoke(Command(resume=decision), self._config(thread_id))
+        self.app.invoke(Command(resume=decision), self._config(thread_id), durability="sync")
         return self.result(thread_id)

@@ -1,0 +1,98 @@
+"""Named, append-only ledger schema migrations, for SQLite and PostgreSQL.
+
+Never edit or reorder a released migration; add a new one at the end. Each backend records
+the names it applied in ``schema_migrations``; the last name is ``SCHEMA_VERSION``.
+
+    0001_events_and_approvals   event rows and the approval queue
+    0002_hash_chain             prev_hash/row_hash on every row (existing rows backfilled),
+                                the ledger_head record, one successor per row
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+from tether.checkpoints.chain import GENESIS, row_hash
+from tether.checkpoints.records import now
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Dialect", "migrate"]
+
+Dialect = Literal["sqlite", "postgres"]
+
+
+class _Query(Protocol):
+    def __call__(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[dict[str, Any]], int]: ...
+
+
+Step = str | Callable[[_Query], None]
+
+
+def _events_and_approvals(d: Dialect) -> list[Step]:
+    seq = "INTEGER PRIMARY KEY AUTOINCREMENT" if d == "sqlite" else "BIGINT PRIMARY KEY"
+    real = "REAL" if d == "sqlite" else "DOUBLE PRECISION"
+    return [
+        f"""CREATE TABLE ledger_events (
+          seq {seq}, event_id TEXT NOT NULL UNIQUE, ts TEXT NOT NULL, thread_id TEXT NOT NULL,
+          run_id TEXT NOT NULL, step INTEGER, event TEXT NOT NULL, tool_call_id TEXT, tool TEXT,
+          tool_schema_version TEXT, args_json TEXT, args_hash TEXT, decision TEXT, rule_id TEXT,
+          matched_rules TEXT, policy_version TEXT, approval_id TEXT, approver TEXT,
+          evidence TEXT, result_json TEXT, error TEXT, detail TEXT, model_id TEXT,
+          principal TEXT, customer_id TEXT, spend_usd {real}, idempotency_key TEXT)""",
+        "CREATE INDEX ledger_events_thread ON ledger_events(thread_id, seq)",
+        "CREATE INDEX ledger_events_idem ON ledger_events(idempotency_key, event)",
+        """CREATE TABLE approvals (
+          approval_id TEXT PRIMARY KEY, thread_id TEXT NOT NULL, run_id TEXT NOT NULL,
+          tool_call_id TEXT NOT NULL, tool TEXT NOT NULL, args_json TEXT NOT NULL,
+          args_hash TEXT NOT NULL, preview TEXT NOT NULL, rule_id TEXT NOT NULL,
+          reason TEXT NOT NULL, policy_version TEXT NOT NULL, customer_id TEXT,
+          status TEXT NOT NULL DEFAULT 'pending', decided_by TEXT, decision_json TEXT,
+          created_at TEXT NOT NULL, decided_at TEXT, UNIQUE (thread_id, tool_call_id))""",
+    ]
+
+
+def _backfill_chain(q: _Query) -> None:
+    """Hash-chain rows written before 0002, in ``seq`` order."""
+    prev, last = GENESIS, 0
+    rows, _ = q("SELECT * FROM ledger_events ORDER BY seq")
+    for r in rows:
+        h = row_hash(r, seq=int(r["seq"]), prev_hash=prev)
+        q("UPDATE ledger_events SET prev_hash=?, row_hash=? WHERE seq=?", (prev, h, r["seq"]))
+        prev, last = h, int(r["seq"])
+    q("INSERT INTO ledger_head (id, seq, row_hash) VALUES (1, ?, ?)", (last, prev))
+
+
+def _hash_chain(d: Dialect) -> list[Step]:
+    return [
+        "ALTER TABLE ledger_events ADD COLUMN prev_hash TEXT",
+        "ALTER TABLE ledger_events ADD COLUMN row_hash TEXT",
+        "CREATE TABLE ledger_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL,"
+        " row_hash TEXT NOT NULL)",
+        _backfill_chain,
+        "CREATE UNIQUE INDEX ledger_events_prev ON ledger_events(prev_hash)",
+    ]
+
+
+MIGRATIONS: tuple[tuple[str, Callable[[Dialect], list[Step]]], ...] = (
+    ("0001_events_and_approvals", _events_and_approvals),
+    ("0002_hash_chain", _hash_chain),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate(q: _Query, dialect: Dialect) -> list[str]:
+    """Apply missing migrations inside the caller's (locked) transaction; return their names."""
+    q("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    done = {r["name"] for r in q("SELECT name FROM schema_migrations")[0]}
+    applied = []
+    for name, steps in MIGRATIONS:
+        if name in done:
+            continue
+        for step in steps(dialect):
+            if callable(step):
+                step(q)
+            else:
+                q(step)
+        q("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, now()))
+        applied.append(name)
+    return applied

@@ -1,0 +1,116 @@
+"""What every node of a governed workflow shares: configuration fields and ledger helpers."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+
+from tether.agents.models.pricing import ModelPrice, price_for
+from tether.checkpoints.ledger import Ledger, LedgerEvent
+from tether.graphs.state import Halt, Proposal, WorkflowState
+from tether.guards.budgets import BudgetExceeded, Usage
+from tether.guards.policy import ActionRequest, Policy
+from tether.tools.base import ToolContext, Toolset, ToolSpec
+
+__all__ = ["NodeBase"]
+
+
+class NodeBase:
+    """Fields are declared here and defined by ``Workflow`` (a frozen dataclass)."""
+
+    name: str
+    policy: Policy
+    tools: Toolset
+    routes: Mapping[str, Sequence[str]]
+    router_model: BaseChatModel
+    router_model_id: str
+    model: BaseChatModel
+    model_id: str
+    ledger: Ledger
+    db: sqlite3.Connection
+    system_prompt: str
+    prompt_version: str
+    prices: Mapping[str, ModelPrice]
+    tool_timeout_seconds: float
+    principal: str
+    roles: tuple[str, ...]
+    limits: Any
+
+    @staticmethod
+    def _thread(config: RunnableConfig) -> str:
+        return str(config.get("configurable", {}).get("thread_id", "default"))
+
+    def _agent(self, config: RunnableConfig) -> tuple[str, tuple[str, ...]]:
+        """The agent identity and roles: from the run's configuration, else the workflow's."""
+        conf = config.get("configurable", {})
+        roles = conf.get("roles")
+        return str(conf.get("principal") or self.principal), tuple(roles) if roles else self.roles
+
+    def _key(self, config: RunnableConfig, p: Proposal) -> str:
+        """Idempotency key of a proposal: stable across resumes, unique in the thread."""
+        return f"{self._thread(config)}:{p.action_id}"
+
+    def _event(self, state: WorkflowState, config: RunnableConfig, **kw: Any) -> None:
+        self.ledger.append(
+            LedgerEvent(
+                thread_id=self._thread(config),
+                run_id=state.get("run_id", "?"),
+                principal=self._agent(config)[0],
+                customer_id=state.get("customer_id"),
+                policy_version=kw.pop("policy_version", self.policy.version),
+                spend_usd=state.get("usage", Usage()).spend_usd,
+                **kw,
+            )
+        )
+
+    def _describe(
+        self, spec: ToolSpec[Any, Any], parsed: Any, state: WorkflowState, config: RunnableConfig
+    ) -> ActionRequest:
+        agent, roles = self._agent(config)
+        return spec.describe(
+            parsed,
+            principal=state.get("customer_id", ""),
+            evidence=frozenset(e.evidence_id for e in state.get("evidence", [])),
+            agent=agent,
+            roles=roles,
+        )
+
+    def _ctx(self, state: WorkflowState, config: RunnableConfig, p: Proposal) -> ToolContext:
+        return ToolContext(
+            customer_id=state.get("customer_id", ""),
+            thread_id=self._thread(config),
+            run_id=state.get("run_id", "?"),
+            tool_call_id=p.tool_call_id,
+            idempotency_key=self._key(config, p),
+            db=self.db,
+            evidence=frozenset(e.evidence_id for e in state.get("evidence", [])),
+        )
+
+    def _spend(self, model_id: str, msg: AIMessage) -> float:
+        meta = msg.usage_metadata or {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+        return price_for(model_id, self.prices).cost(
+            input_tokens=meta["input_tokens"], output_tokens=meta["output_tokens"]
+        )
+
+    def _halt_budget(self, over: BudgetExceeded) -> Halt:
+        return Halt(
+            rule_id=over.rule_id,
+            reason=f"budget exceeded: {over.describe()}",
+            action=self.policy.escalation.on_budget_exceeded,
+            budget=over,
+        )
+
+    def _retries_exhausted(self, streak: int) -> Halt | None:
+        limit = self.policy.max_tool_error_retries
+        if streak <= limit:
+            return None
+        return Halt(
+            rule_id="agent.max_tool_error_retries",
+            reason=f"{streak} malformed or failed tool calls in a row (limit {limit})",
+            action=self.policy.escalation.on_tool_error_retries_exhausted,
+        )
