@@ -5,10 +5,13 @@
     tether approvals list | tether approve ID [--edit JSON] | tether reject ID --reason R
     tether resume THREAD
     tether policy check FILE
-    tether ledger show THREAD
+    tether policy explain FILE --tool T --args JSON [--as ROLE] [--customer C]
+    tether policy diff OLD NEW [--replay LEDGER_SQLITE_PATH]
+    tether ledger show THREAD | verify [--anchor FILE] | anchor FILE | explain THREAD
+    tether ledger export [--thread T] [-o FILE]
 
 Human-readable tables by default, ``--json`` for scripts. Exit codes: 0 success, 1 a tether
-error (message on stderr says what to do), 2 bad usage.
+error (message on stderr says what to do) or a broken ledger chain, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -177,6 +180,71 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decision_data(d: Any) -> dict[str, Any]:
+    return d.model_dump(mode="json")  # type: ignore[no-any-return]
+
+
+def _decision_text(d: Any) -> str:
+    rows = [[m.effect, m.rule_id, m.reason] for m in d.matched]
+    return f"decision: {d.kind} by {d.rule_id}\n{d.reason}\n" + table(rows, ("effect", "rule", "reason"))
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from tether.guards.explain import action_from_args
+    from tether.guards.policy import Policy
+    from tether.guards.shadow import shadow_evaluate
+
+    p = Policy.from_yaml(args.file)
+    try:
+        raw = json.loads(args.args)
+    except ValueError as exc:
+        raise TetherError(f"--args must be a JSON object, e.g. '{{\"amount_usd\": 40}}': {exc}") from None
+    if not isinstance(raw, dict):
+        raise TetherError("--args must be a JSON object of the tool's arguments")
+    evidence = frozenset(args.evidence.split(",")) if args.evidence is not None else None
+    action = action_from_args(
+        args.tool, raw, customer_id=args.customer, principal=args.principal, evidence=evidence
+    )
+    d = p.evaluate(action, role=args.role)
+    shadow = shadow_evaluate(p, action, role=args.role)
+    data: dict[str, Any] = {"file": args.file, "version": p.version, "tool": args.tool,
+                            "decision": _decision_data(d)}  # fmt: skip
+    human = f"{args.file} ({p.version}): {args.tool} {json.dumps(raw)}\n" + _decision_text(d)
+    if shadow is not None:
+        data["shadow"] = shadow.model_dump(mode="json")
+        human += f"\nshadow ({shadow.candidate_version}): " + _decision_text(shadow.candidate)
+    _emit(args, data, human)
+    return 0
+
+
+def cmd_policy_diff(args: argparse.Namespace) -> int:
+    from tether.guards.explain import diff_policies, replay_ledger
+    from tether.guards.policy import Policy
+
+    old, new = Policy.from_yaml(args.old), Policy.from_yaml(args.new)
+    changes = diff_policies(old, new)
+    data: dict[str, Any] = {"old": {"file": args.old, "version": old.version},
+                            "new": {"file": args.new, "version": new.version},
+                            "changes": [{"key": c.key, "change": c.change, "old": c.old, "new": c.new}
+                                        for c in changes]}  # fmt: skip
+    lines = [f"{args.old} ({old.version}) -> {args.new} ({new.version}): {len(changes)} change(s)"]
+    if changes:
+        lines.append(table([[c.key, json.dumps(c.old), "→", json.dumps(c.new)] for c in changes],
+                           ("key", "old", "", "new")))  # fmt: skip
+    if args.replay:
+        count, flips = replay_ledger(args.replay, old, new)
+        data["replay"] = {"ledger": args.replay, "replayed": count, "flips": [
+            {"seq": f.seq, "thread_id": f.thread_id, "tool": f.tool, "args": f.args, "recorded": f.recorded,
+             "old": _decision_data(f.old), "new": _decision_data(f.new)} for f in flips]}  # fmt: skip
+        lines.append(f"replayed {count} proposed action(s) from {args.replay}: {len(flips)} would flip")
+        if flips:
+            lines.append(table([[f.seq, f.thread_id, f.tool, json.dumps(f.args), f.old.kind, f.new.kind,
+                                 f.new.rule_id] for f in flips],
+                               ("seq", "thread", "tool", "args", "old", "new", "new rule")))  # fmt: skip
+    _emit(args, data, "\n".join(lines))
+    return 0
+
+
 def cmd_ledger_show(args: argparse.Namespace) -> int:
     from tether.checkpoints.ledger import Ledger
     from tether.config import Home
@@ -186,6 +254,72 @@ def cmd_ledger_show(args: argparse.Namespace) -> int:
     if not events:
         raise TetherError(f"no ledger rows for thread {args.thread!r}")
     _emit(args, [e.model_dump(mode="json") for e in events], table(ledger_rows(events), LEDGER_HEADERS))
+    return 0
+
+
+def _open_ledger() -> Any:
+    from tether.checkpoints.ledger import Ledger
+    from tether.config import Home
+
+    return Ledger.open(Home.from_env().ensure().ledger_url)
+
+
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    from tether.checkpoints.chain import Anchor
+
+    try:
+        anchor = Anchor.read(args.anchor) if args.anchor else None
+    except (OSError, ValueError, KeyError) as exc:
+        raise TetherError(f"cannot read anchor {args.anchor}: {exc}") from None
+    with _open_ledger() as ledger:
+        report = ledger.verify(anchor=anchor)
+    data = {"ok": report.ok, "rows": report.rows, "head_seq": report.head_seq,
+            "head_hash": report.head_hash, "anchor": args.anchor,
+            "problem": None if report.problem is None else {
+                "kind": report.problem.kind, "seq": report.problem.seq,
+                "reason": report.problem.reason}}
+    _emit(args, data, report.describe())
+    return 0 if report.ok else 1
+
+
+def cmd_ledger_anchor(args: argparse.Namespace) -> int:
+    with _open_ledger() as ledger:
+        head = ledger.head()
+    if args.file != "-":
+        head.write(args.file)
+    _emit(args, {"seq": head.seq, "row_hash": head.row_hash, "written_at": head.written_at},
+          f"head seq {head.seq} {head.row_hash}" + (f" -> {args.file}" if args.file != "-" else ""))
+    return 0
+
+
+def cmd_ledger_explain(args: argparse.Namespace) -> int:
+    from tether.checkpoints.narrative import explain, render
+
+    with _open_ledger() as ledger:
+        events = ledger.events(args.thread)
+    if not events:
+        raise TetherError(f"no ledger rows for thread {args.thread!r}")
+    story = explain(args.thread, events)
+    _emit(args, story.to_dict(), render(story))
+    return 0
+
+
+def cmd_ledger_export(args: argparse.Namespace) -> int:
+    out = open(args.output, "w") if args.output != "-" else sys.stdout  # noqa: SIM115
+    n = 0
+    try:
+        with _open_ledger() as ledger:
+            rows = ledger.events(args.thread) if args.thread else ledger.iter_events()
+            for e in rows:
+                out.write(json.dumps(e.model_dump(mode="json"), sort_keys=True) + "\n")
+                n += 1
+    except BrokenPipeError:  # `tether ledger export | head`
+        sys.stderr.close()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.output != "-":
+        print(f"{n} rows -> {args.output}", file=sys.stderr)
     return 0
 
 
@@ -229,9 +363,30 @@ def _parser() -> argparse.ArgumentParser:
     pol = sub.add_parser("policy", help="policy files").add_subparsers(dest="sub", required=True)
     pc = add("check", cmd_policy_check, "validate a policy file", pol)
     pc.add_argument("file")
+    pe = add("explain", cmd_policy_explain, "show the decision for one tool call, running nothing", pol)
+    pe.add_argument("file")
+    pe.add_argument("--tool", required=True)
+    pe.add_argument("--args", default="{}", help="JSON object of the tool's arguments")
+    pe.add_argument("--as", dest="role", help="role the run holds (policies with roles:)")
+    pe.add_argument("--principal", help="agent principal id (its roles come from principals:)")
+    pe.add_argument("--customer", help="the end user the run acts for, e.g. C-1042")
+    pe.add_argument("--evidence", help="comma-separated evidence ids retrieved (default: all cited ones)")
+    pd = add("diff", cmd_policy_diff, "changed rules between two policy files", pol)
+    pd.add_argument("old")
+    pd.add_argument("new")
+    pd.add_argument("--replay", metavar="LEDGER_SQLITE_PATH", help="re-decide a ledger's proposed actions")
     led = sub.add_parser("ledger", help="the action ledger").add_subparsers(dest="sub", required=True)
     ls = add("show", cmd_ledger_show, "rows of one thread", led)
     ls.add_argument("thread")
+    lv = add("verify", cmd_ledger_verify, "check the hash chain; exit 1 on any break", led)
+    lv.add_argument("--anchor", help="anchor file from `tether ledger anchor` (detects a cut tail)")
+    la = add("anchor", cmd_ledger_anchor, "write the current head to FILE ('-': print only)", led)
+    la.add_argument("file")
+    le = add("explain", cmd_ledger_explain, "narrate one thread end to end", led)
+    le.add_argument("thread")
+    lx = add("export", cmd_ledger_export, "write rows as JSON lines", led)
+    lx.add_argument("--thread", help="only this thread")
+    lx.add_argument("-o", "--output", default="-", help="file (default: stdout)")
     return p
 
 

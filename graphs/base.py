@@ -15,6 +15,8 @@ from tether.checkpoints.ledger import Ledger, LedgerEvent
 from tether.graphs.state import Halt, Proposal, WorkflowState
 from tether.guards.budgets import BudgetExceeded, Usage
 from tether.guards.policy import ActionRequest, Policy
+from tether.guards.ratelimit import RuntimeLimits
+from tether.guards.secret_refs import SecretResolver, redact_tool_data
 from tether.tools.base import ToolContext, Toolset, ToolSpec
 
 __all__ = ["NodeBase"]
@@ -39,7 +41,8 @@ class NodeBase:
     tool_timeout_seconds: float
     principal: str
     roles: tuple[str, ...]
-    limits: Any
+    limits: RuntimeLimits | None
+    secrets: SecretResolver | None
 
     @staticmethod
     def _thread(config: RunnableConfig) -> str:
@@ -56,6 +59,12 @@ class NodeBase:
         return f"{self._thread(config)}:{p.action_id}"
 
     def _event(self, state: WorkflowState, config: RunnableConfig, **kw: Any) -> None:
+        tool = kw.get("tool")
+        if tool and self.policy.tools.get(tool) is not None:
+            # fields the policy marks sensitive never reach the ledger in clear
+            for key in ("args", "result", "error", "detail"):
+                if kw.get(key) is not None:
+                    kw[key] = redact_tool_data(self.policy, tool, kw[key], resolver=self.secrets)
         self.ledger.append(
             LedgerEvent(
                 thread_id=self._thread(config),

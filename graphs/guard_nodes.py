@@ -31,6 +31,7 @@ from tether.graphs.messages import (
 from tether.graphs.state import ApprovalRequest, Approve, Edit, Halt, Proposal, Reject, WorkflowState
 from tether.guards.budgets import Usage
 from tether.guards.decisions import Allow, Deny, Escalate, RequireApproval
+from tether.guards.shadow import shadow_evaluate
 from tether.tools.base import ArgumentProblem, ToolSpec
 
 __all__ = ["TERMINAL", "GuardNodes", "closed_actions"]
@@ -52,6 +53,11 @@ def _calls(msg: AIMessage) -> list[tuple[str, str, dict[str, Any]]]:
         raw = {"__raw__": str(bad.get("args"))[:500]}
         calls.append((bad.get("id") or f"invalid_{i}", bad.get("name") or "?", raw))
     return calls
+
+
+def _cited(args: dict[str, Any], key: str | None) -> tuple[str, ...]:
+    value = args.get(key) if key else None
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 class GuardNodes(NodeBase):
@@ -165,7 +171,9 @@ class GuardNodes(NodeBase):
         if isinstance(parsed, ArgumentProblem):
             return self._invalid(state, config, p, parsed, f"schema.{p.tool}", step, spec)
         p = p.model_copy(update={"args": parsed.model_dump(mode="json")})
-        decision, shadow = self.policy.evaluate_with_shadow(self._describe(spec, parsed, state, config))
+        action = self._describe(spec, parsed, state, config)
+        decision = self.policy.evaluate(action)
+        shadow = shadow_evaluate(self.policy, action)
         common: dict[str, Any] = dict(
             step=step,
             tool_call_id=p.tool_call_id,
@@ -176,8 +184,8 @@ class GuardNodes(NodeBase):
             idempotency_key=self._key(config, p),
         )
         detail = decision.reason
-        if shadow is not None and shadow.kind != decision.kind:
-            detail += f" | shadow policy would {shadow.kind} [{shadow.rule_id}]"
+        if shadow is not None:  # what a candidate / shadow rule would have decided, as data
+            detail += " | shadow: " + shadow.model_dump_json()
         self._event(
             state,
             config,
@@ -186,7 +194,7 @@ class GuardNodes(NodeBase):
             rule_id=decision.rule_id,
             matched_rules=tuple(m.rule_id for m in decision.matched),
             detail=detail,
-            evidence=tuple(p.args.get(spec.citations_arg or "", []) or ()),
+            evidence=_cited(p.args, spec.citations_arg),
             **common,
         )
         if isinstance(decision, Deny):

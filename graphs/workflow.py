@@ -51,6 +51,8 @@ from tether.graphs.state import Escalated, Halt, Memory, Resolved, TurnSummary, 
 from tether.guards.budgets import Usage
 from tether.guards.decisions import EscalationAction
 from tether.guards.policy import Policy
+from tether.guards.ratelimit import RuntimeLimits
+from tether.guards.secret_refs import SecretResolver
 from tether.tools.base import Toolset
 
 __all__ = ["DECISION_STATUS", "MEMORY_WINDOW", "Node", "Workflow", "crash_point", "parse_decision"]
@@ -90,8 +92,10 @@ class Workflow(GuardNodes, ActNode):
     """The agent identity (overridable per run with ``configurable.principal``)."""
     roles: tuple[str, ...] = ()
     """The agent's roles (overridable per run with ``configurable.roles``)."""
-    limits: Any = None
-    """Optional ``guards.ratelimit.RuntimeLimits``: rate limits and circuit breakers at act time."""
+    limits: RuntimeLimits | None = None
+    """Rate limits and circuit breakers checked at act time (persisted; see ``guards.ratelimit``)."""
+    secrets: SecretResolver | None = None
+    """Resolves tool credentials by reference; every resolved value is redacted from the ledger."""
 
     def __post_init__(self) -> None:
         if "other" not in self.routes:
@@ -102,6 +106,14 @@ class Workflow(GuardNodes, ActNode):
                 raise ValueError(f"route {route!r} offers unknown tools {unknown}")
         price_for(self.router_model_id, self.prices)  # fail at build time, not mid-run
         price_for(self.model_id, self.prices)
+
+    def close(self) -> None:
+        """Close what the workflow holds open (business database, limits store)."""
+        if self.limits is not None:
+            self.limits.close()
+        close = getattr(self.db, "close", None)
+        if callable(close):
+            close()
 
     def graph(self) -> StateGraph[WorkflowState]:
         g: StateGraph[WorkflowState] = StateGraph(WorkflowState)

@@ -3,6 +3,12 @@
 ``Policy.from_yaml(path)`` reads an ``agent-policy.yaml`` (see ``policy_file``), validates it
 strictly and returns an immutable value versioned by the hash of its canonical content.
 ``Policy.evaluate(action)`` returns a ``Decision``. A tool the policy does not list is denied.
+
+Optional sections add, in this order of evaluation: risk-tier defaults, argument rules,
+named predicates, ``read_only_sql`` checks, and role-based access (``roles:``; deny by
+default). ``evaluate_with_shadow`` also reports what a candidate policy, or rules marked
+``shadow: true``, would have decided. Rate limits and circuit breakers keep state and live
+in ``tether.guards.ratelimit``.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
 from tether.guards.budgets import Budgets
 from tether.guards.decisions import (
     Allow,
@@ -24,6 +32,7 @@ from tether.guards.decisions import (
     RuleMatch,
     combine,
 )
+from tether.guards.matchers import arg_matches, predicate_matches, sql_matches, sql_scope
 from tether.guards.policy_file import (
     EscalationSection,
     PolicyFile,
@@ -31,11 +40,19 @@ from tether.guards.policy_file import (
     parse_policy,
     read_policy_file,
 )
+from tether.guards.predicates import DEFAULT_PREDICATES, PredicateFn, PredicateRegistry
+from tether.guards.rbac import role_matches, run_roles
+from tether.guards.sql_safety import SqlScope
+from tether.guards.tool_rules import tool_rule_matches
 
-__all__ = ["ActionRequest", "Policy", "ToolRule"]
+__all__ = ["ActionRequest", "AnyDecision", "Policy", "ToolRule"]
 
 ToolRule = ToolRuleSection
 """The rule for one tool (same shape as the file section; frozen)."""
+
+
+AnyDecision = Allow | Deny | RequireApproval | Escalate
+"""Any one decision (the ``Decision`` union without the pydantic discriminator annotation)."""
 
 
 class ActionRequest(BaseModel):
@@ -62,18 +79,49 @@ class ActionRequest(BaseModel):
     """Evidence ids the model cited."""
     retrieved_evidence: frozenset[str] = frozenset()
     """Evidence ids actually retrieved in this run."""
+    principal: str | None = None
+    """The agent identity running the call (run configuration; matched against ``principals:``)."""
+    roles: tuple[str, ...] = ()
+    """Roles of the run (run configuration). Empty: taken from the principal's entry."""
+    args: dict[str, Any] = Field(default_factory=dict)
+    """The validated arguments, for ``args:`` rules and predicates. Do not mutate."""
+    sql: str | None = None
+    """The free-form SQL text, when ``free_sql`` (checked under ``mode: read_only_sql``)."""
 
 
 class Policy:
     """An immutable, content-versioned policy. Build with ``from_yaml`` or ``from_text``."""
 
-    __slots__ = ("_spec", "budgets", "escalation", "source", "tools", "version")
+    __slots__ = (
+        "_predicates",
+        "_registry",
+        "_spec",
+        "_sql",
+        "budgets",
+        "candidate",
+        "escalation",
+        "source",
+        "tools",
+        "version",
+    )
 
-    def __init__(self, spec: PolicyFile, *, source: str) -> None:
-        canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    def __init__(
+        self,
+        spec: PolicyFile,
+        *,
+        source: str,
+        predicates: PredicateRegistry | None = None,
+        candidate: Policy | None = None,
+    ) -> None:
+        registry = predicates if predicates is not None else DEFAULT_PREDICATES
+        canonical = json.dumps(_canonical(spec), sort_keys=True, separators=(",", ":"))
         a = spec.agent
         values: dict[str, object] = {
             "_spec": spec,
+            "_registry": registry,
+            "_predicates": _resolve_predicates(spec, registry, source),
+            "_sql": {t: sql_scope(r.sql) for t, r in spec.tools.items() if r.sql is not None},
+            "candidate": candidate,
             "source": source,
             "version": "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16],
             "budgets": Budgets(
@@ -88,6 +136,11 @@ class Policy:
             object.__setattr__(self, k, v)
 
     _spec: PolicyFile
+    _registry: PredicateRegistry
+    _predicates: Mapping[str, tuple[tuple[str, PredicateFn], ...]]
+    _sql: Mapping[str, SqlScope]
+    candidate: Policy | None
+    """A policy evaluated in shadow beside this one (``evaluate_with_shadow``); never enforced."""
     source: str
     version: str
     """``sha256:`` + 16 hex digits of the canonical content; formatting does not change it."""
@@ -98,108 +151,137 @@ class Policy:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Policy is frozen; load a new one instead")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Policy is frozen; load a new one instead")
+
     def __repr__(self) -> str:
         return f"Policy(source={self.source!r}, version={self.version!r}, tools={list(self.tools)})"
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> Policy:
-        spec, _ = read_policy_file(path)
-        return cls(spec, source=str(path))
+    def from_yaml(cls, path: str | Path, *, predicates: PredicateRegistry | None = None) -> Policy:
+        spec, _ = read_policy_file(path, predicates=predicates)
+        return cls(spec, source=str(path), predicates=predicates)
 
     @classmethod
-    def from_text(cls, text: str, *, source: str = "<string>") -> Policy:
-        return cls(parse_policy(text, source=source), source=source)
+    def from_text(
+        cls, text: str, *, source: str = "<string>", predicates: PredicateRegistry | None = None
+    ) -> Policy:
+        return cls(parse_policy(text, source=source, predicates=predicates), source=source, predicates=predicates)
+
+    def with_candidate(self, candidate: Policy | None) -> Policy:
+        """This policy, enforced as is, with ``candidate`` evaluated in shadow beside it."""
+        return Policy(self._spec, source=self.source, predicates=self._registry, candidate=candidate)
 
     @property
     def spec(self) -> PolicyFile:
-        return self._spec
+        """A copy of the parsed file: changing it cannot change this policy."""
+        return self._spec.model_copy(deep=True)
 
     @property
     def max_tool_error_retries(self) -> int:
         return self._spec.agent.max_tool_error_retries
 
-    def to_dict(self) -> dict[str, object]:
-        return self._spec.model_dump(mode="json")
+    @property
+    def has_shadow(self) -> bool:
+        """A candidate policy or at least one rule marked ``shadow: true``."""
+        return self.candidate is not None or any(
+            a.shadow for r in self.tools.values() for a in r.args.values()
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _canonical(self._spec)
 
     # ------------------------------------------------------------------ decisions
 
-    def evaluate(self, action: ActionRequest) -> Allow | Deny | RequireApproval | Escalate:
-        """Decide one proposed action. Pure: same policy and action, same decision."""
+    def evaluate(
+        self, action: ActionRequest, *, role: str | None = None, principal: str | None = None
+    ) -> AnyDecision:
+        """Decide one proposed action. Pure: same policy and action, same decision.
+
+        ``role`` / ``principal`` override the request's (both come from run configuration);
+        they only matter when the policy has a ``roles:`` section.
+        """
+        return self._decide(action, role=role, principal=principal, include_shadow=False)
+
+    def evaluate_with_shadow(
+        self, action: ActionRequest, *, role: str | None = None, principal: str | None = None
+    ) -> tuple[AnyDecision, AnyDecision | None]:
+        """The enforced decision, and what the candidate (or the shadow rules) would decide.
+
+        The second value is ``None`` when there is nothing in shadow.
+        """
+        enforced = self.evaluate(action, role=role, principal=principal)
+        if self.candidate is not None:
+            return enforced, self.candidate._decide(action, role=role, principal=principal, include_shadow=True)
+        if self.has_shadow:
+            return enforced, self._decide(action, role=role, principal=principal, include_shadow=True)
+        return enforced, None
+
+    def _decide(
+        self, action: ActionRequest, *, role: str | None, principal: str | None, include_shadow: bool
+    ) -> AnyDecision:
         rule = self.tools.get(action.tool)
         if rule is None:
-            return Deny(
-                rule_id="default.unlisted_tool",
-                reason=f"tool '{action.tool}' is not listed in the policy; unlisted tools are denied",
-                matched=(
-                    RuleMatch(
-                        rule_id="default.unlisted_tool",
-                        effect="deny",
-                        reason=f"'{action.tool}' is not in tools:",
-                    ),
-                ),
-            )
-        return combine(_matches(action, rule), escalation=EscalationAction.HANDOFF_TO_HUMAN)
+            reason = f"tool '{action.tool}' is not listed in the policy; unlisted tools are denied"
+            return combine([RuleMatch(rule_id="default.unlisted_tool", effect="deny", reason=reason)])
+        spec = self._spec
+        matches = tool_rule_matches(action, rule, spec)
+        t, t_id = action.tool, f"tools.{action.tool}"
+        extra = arg_matches(t, rule.args, action.args, include_shadow=include_shadow)
+        extra += predicate_matches(t, self._predicates.get(t, ()), action)
+        if rule.mode == "read_only_sql" and t in self._sql:
+            extra += sql_matches(t, self._sql[t], action)
+        if extra:  # the fallback "allowed, no limit applies" no longer holds
+            matches = [m for m in matches if not (m.effect == "allow" and m.rule_id == f"{t_id}.allowed")]
+            matches += extra
+        if spec.roles is not None:
+            who = principal if principal is not None else action.principal
+            roles = run_roles(spec.principals, roles=action.roles, principal=who, role=role)
+            matches += role_matches(t, spec.roles, roles, principal=who)
+        return combine(matches, escalation=EscalationAction.HANDOFF_TO_HUMAN)
 
 
-def _matches(a: ActionRequest, rule: ToolRule) -> list[RuleMatch]:
-    t = f"tools.{a.tool}"
-    out: list[RuleMatch] = []
+_NEW_ROOT = ("principals", "roles", "tiers")
+_NEW_TOOL = (
+    "risk", "require_approval", "args", "predicates", "rate_limit", "circuit_breaker", "sql",
+    "sensitive_fields", "credentials",
+)  # fmt: skip
+_TOOL_DEFAULTS = ToolRuleSection().model_dump(mode="json")
 
-    def add(key: str, effect: str, reason: str) -> None:
-        out.append(RuleMatch(rule_id=f"{t}.{key}", effect=effect, reason=reason))  # type: ignore[arg-type]
 
-    if not rule.allowed:
-        add("allowed", "deny", f"'{a.tool}' is disabled by the policy (allowed: false)")
-    if rule.max_amount_usd is not None or rule.require_approval_over_usd is not None:
-        if a.amount_usd is None:
-            add("max_amount_usd", "deny", "the policy limits amounts but the call states none")
-        else:
-            if rule.max_amount_usd is not None and a.amount_usd > rule.max_amount_usd:
-                add(
-                    "max_amount_usd",
-                    "deny",
-                    f"${a.amount_usd:,.2f} is above the ${rule.max_amount_usd:,.2f} limit",
+def _canonical(spec: PolicyFile) -> dict[str, Any]:
+    """The spec as JSON, without the optional keys left at their defaults.
+
+    A file that uses none of the optional sections keeps the version (hash) it had before
+    they existed.
+    """
+    data = spec.model_dump(mode="json")
+    for k in _NEW_ROOT:
+        if data.get(k) is None:
+            data.pop(k, None)
+    for rule in data.get("tools", {}).values():
+        for k in _NEW_TOOL:
+            if k in rule and rule[k] == _TOOL_DEFAULTS[k]:
+                del rule[k]
+    return data
+
+
+def _resolve_predicates(
+    spec: PolicyFile, registry: PredicateRegistry, source: str
+) -> dict[str, tuple[tuple[str, PredicateFn], ...]]:
+    from tether.errors import PolicyFileError, PolicyProblem
+
+    out: dict[str, tuple[tuple[str, PredicateFn], ...]] = {}
+    for t, rule in spec.tools.items():
+        fns: list[tuple[str, PredicateFn]] = []
+        for i, name in enumerate(rule.predicates):
+            fn = registry.get(name)
+            if fn is None:
+                raise PolicyFileError(
+                    path=source,
+                    problems=[PolicyProblem(key=f"tools.{t}.predicates.{i}", reason=f"unknown predicate '{name}'.")],
                 )
-            if rule.require_approval_over_usd is not None and a.amount_usd > rule.require_approval_over_usd:
-                add(
-                    "require_approval_over_usd",
-                    "require_approval",
-                    f"${a.amount_usd:,.2f} is over ${rule.require_approval_over_usd:,.2f}: "
-                    "a human must approve",
-                )
-    if rule.require_citation:
-        if not a.citations:
-            add("require_citation", "deny", "the call cites no evidence; cite a retrieved policy")
-        else:
-            unknown = sorted(set(a.citations) - a.retrieved_evidence)
-            if unknown:
-                add(
-                    "require_citation",
-                    "deny",
-                    f"cited evidence was not retrieved in this run: {', '.join(unknown)}",
-                )
-    if rule.allowed_fields is not None:
-        bad = sorted(set(a.fields or ()) - set(rule.allowed_fields))
-        if bad:
-            add(
-                "allowed_fields",
-                "deny",
-                f"field(s) {', '.join(bad)} not in allowed_fields ({', '.join(rule.allowed_fields)})",
-            )
-        elif not a.fields:
-            add("allowed_fields", "deny", "the call names no field to change")
-    if rule.mode == "parameterized_only" and a.free_sql:
-        add("mode", "deny", "free-form SQL is refused; pick a named query template")
-    if rule.row_level_security:
-        others = sorted(c for c in a.target_customer_ids if c != a.principal_customer_id)
-        if a.principal_customer_id is None:
-            add("row_level_security", "deny", "no end user is bound to this run")
-        elif others:
-            add(
-                "row_level_security",
-                "deny",
-                f"the run acts for {a.principal_customer_id}; data of {', '.join(others)} is out of scope",
-            )
-    if not out:
-        add("allowed", "allow", f"'{a.tool}' is allowed and no limit applies")
+            fns.append((name, fn))
+        if fns:
+            out[t] = tuple(fns)
     return out

@@ -8,15 +8,37 @@ Duplicate keys are errors too: YAML would otherwise keep the last one silently.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
 from tether.errors import PolicyFileError, PolicyProblem
 from tether.guards.decisions import EscalationAction
+from tether.guards.policy_sections import (
+    ArgRule,
+    CircuitBreakerSection,
+    PrincipalSection,
+    RateLimitSection,
+    RiskTier,
+    RoleSection,
+    SecretRefSection,
+    SqlScopeSection,
+    TierSection,
+    tuples,
+)
+from tether.guards.predicates import PredicateRegistry
 
-__all__ = ["AgentSection", "EscalationSection", "PolicyFile", "ToolRuleSection", "parse_policy"]
+__all__ = [
+    "AgentSection",
+    "EscalationSection",
+    "PolicyFile",
+    "ToolRuleSection",
+    "parse_policy",
+    "read_policy_file",
+]
 
 
 class _Strict(BaseModel):
@@ -27,16 +49,15 @@ class EscalationSection(_Strict):
     on_budget_exceeded: EscalationAction = EscalationAction.HANDOFF_TO_HUMAN
     on_tool_error_retries_exhausted: EscalationAction = EscalationAction.HANDOFF_TO_HUMAN
 
-    @model_validator(mode="before")
+    @field_validator("on_budget_exceeded", "on_tool_error_retries_exhausted", mode="before")
     @classmethod
-    def _enum_from_str(cls, data: Any) -> Any:
-        # strict mode refuses plain strings for enums; accept the documented spellings
-        if isinstance(data, dict):
-            return {
-                k: EscalationAction(v) if isinstance(v, str) and v in _ESCALATIONS else v
-                for k, v in data.items()
-            }
-        return data
+    def _action(cls, v: Any) -> Any:
+        # strict mode refuses plain strings for enums; accept exactly the documented spellings
+        if isinstance(v, EscalationAction):
+            return v
+        if isinstance(v, str) and v in _ESCALATIONS:
+            return EscalationAction(v)
+        raise ValueError(f"must be one of {', '.join(sorted(_ESCALATIONS))} (got {v!r})")
 
 
 _ESCALATIONS = {e.value for e in EscalationAction}
@@ -68,8 +89,23 @@ class ToolRuleSection(_Strict):
     require_approval_over_usd: float | None = Field(default=None, ge=0)
     require_citation: bool = False
     allowed_fields: tuple[str, ...] | None = None
-    mode: Literal["parameterized_only"] | None = None
+    mode: Literal["parameterized_only", "read_only_sql"] | None = None
     row_level_security: bool = False
+    # ---- optional extensions (absent: behaviour as before)
+    risk: RiskTier | None = None
+    """Risk tier; the matching ``tiers:`` entry supplies defaults this rule may only tighten."""
+    require_approval: bool = False
+    """Every call needs a human approval."""
+    args: dict[str, ArgRule] = Field(default_factory=dict)
+    predicates: tuple[str, ...] = ()
+    """Names of registered predicates (``tether.guards.predicates``) that must pass."""
+    rate_limit: RateLimitSection | None = None
+    circuit_breaker: CircuitBreakerSection | None = None
+    sql: SqlScopeSection | None = None
+    """Tables/columns free-form SELECTs may read (``mode: read_only_sql``)."""
+    sensitive_fields: tuple[str, ...] = ()
+    """Argument/result fields masked by ``redact`` in logs and the ledger."""
+    credentials: dict[str, SecretRefSection] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -80,8 +116,9 @@ class ToolRuleSection(_Strict):
                 v = data.get(k)
                 if isinstance(v, int) and not isinstance(v, bool):
                     data[k] = float(v)
-            if isinstance(data.get("allowed_fields"), list):
-                data["allowed_fields"] = tuple(data["allowed_fields"])
+            data = tuples(data, "allowed_fields", "predicates", "sensitive_fields")
+            if isinstance(data.get("risk"), str) and data["risk"] in _RISKS:
+                data["risk"] = RiskTier(data["risk"])
         return data
 
     @model_validator(mode="after")
@@ -99,12 +136,30 @@ class ToolRuleSection(_Strict):
         return self
 
 
+_RISKS = {r.value for r in RiskTier}
+
+
 class PolicyFile(_Strict):
     agent: AgentSection
     tools: dict[str, ToolRuleSection] = Field(default_factory=dict)
+    principals: dict[str, PrincipalSection] | None = None
+    roles: dict[str, RoleSection] | None = None
+    """Present: role-based access, deny by default. Absent: every listed tool may be called."""
+    tiers: dict[RiskTier, TierSection] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tier_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("tiers"), dict):
+            data = {**data, "tiers": {RiskTier(k) if k in _RISKS else k: v for k, v in data["tiers"].items()}}
+        return data
 
 
 # ---------------------------------------------------------------- YAML with positions
+
+
+_FLOAT_12 = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)")
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
 def _compose_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int], list[PolicyProblem]]:
@@ -117,6 +172,11 @@ def _compose_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int], lis
     def walk(n: yaml.Node | None, path: tuple[str, ...]) -> Any:
         if n is None:
             return None
+        if isinstance(n, yaml.MappingNode | yaml.SequenceNode) and n.tag not in _PLAIN_TAGS:
+            # safe construction would refuse this tag; walking by hand must refuse it too
+            raise yaml.constructor.ConstructorError(
+                None, None, f"tag {n.tag!r} is not allowed in a policy file", n.start_mark
+            )
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for k_node, v_node in n.value:
@@ -139,7 +199,11 @@ def _compose_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int], lis
             return out
         if isinstance(n, yaml.SequenceNode):
             return [walk(v, (*path, str(i))) for i, v in enumerate(n.value)]
-        return constructor.construct_object(n, deep=True)
+        value = constructor.construct_object(n, deep=True)
+        plain = isinstance(n, yaml.ScalarNode) and n.style is None and isinstance(value, str)
+        if plain and _FLOAT_12.fullmatch(value):  # YAML 1.1 misses 9.0e1, 1e3; YAML 1.2 reads them
+            return float(value)
+        return value
 
     try:
         return walk(node, ()), lines, dups
@@ -152,13 +216,25 @@ _KNOWN_KEYS: dict[str, list[str]] = {
     "agent": list(AgentSection.model_fields),
     "agent.escalation": list(EscalationSection.model_fields),
     "tools.*": list(ToolRuleSection.model_fields),
+    "tools.*.args.*": list(ArgRule.model_fields),
+    "tools.*.rate_limit": list(RateLimitSection.model_fields),
+    "tools.*.circuit_breaker": list(CircuitBreakerSection.model_fields),
+    "tools.*.sql": list(SqlScopeSection.model_fields),
+    "tools.*.credentials.*": list(SecretRefSection.model_fields),
+    "principals.*": list(PrincipalSection.model_fields),
+    "roles.*": list(RoleSection.model_fields),
+    "tiers.*": list(TierSection.model_fields),
 }
+_NAMED = {"tools", "principals", "roles", "tiers"}  # sections whose keys are user-chosen names
 
 
 def _did_you_mean(parent: tuple[str, ...], key: str) -> str:
-    scope = ".".join(parent)
-    if len(parent) == 2 and parent[0] == "tools":
-        scope = "tools.*"
+    parts = list(parent)
+    if len(parts) >= 2 and parts[0] in _NAMED:
+        parts[1] = "*"
+    if len(parts) >= 4 and parts[0] == "tools" and parts[2] in ("args", "credentials"):
+        parts[3] = "*"
+    scope = ".".join(parts)
     options = _KNOWN_KEYS.get(scope, [])
     close = difflib.get_close_matches(key, options, n=1, cutoff=0.6)
     allowed = ", ".join(options)
@@ -191,8 +267,13 @@ def _problems(err: ValidationError, lines: dict[tuple[str, ...], int]) -> list[P
     return out
 
 
-def parse_policy(text: str, *, source: str = "<string>") -> PolicyFile:
-    """Parse and validate policy text. Raises ``PolicyFileError`` listing every problem."""
+def parse_policy(
+    text: str, *, source: str = "<string>", predicates: PredicateRegistry | None = None
+) -> PolicyFile:
+    """Parse and validate policy text. Raises ``PolicyFileError`` listing every problem.
+
+    ``predicates`` resolves ``tools.*.predicates`` names (default: ``DEFAULT_PREDICATES``).
+    """
     try:
         data, lines, dups = _compose_with_lines(text)
     except yaml.YAMLError as exc:
@@ -211,12 +292,20 @@ def parse_policy(text: str, *, source: str = "<string>") -> PolicyFile:
             problems=[PolicyProblem(key="<root>", reason="expected a mapping with 'agent' and 'tools'.")],
         )
     try:
-        return PolicyFile.model_validate(data)
+        spec = PolicyFile.model_validate(data)
     except ValidationError as err:
         raise PolicyFileError(path=source, problems=_problems(err, lines)) from None
+    from tether.guards.policy_checks import cross_check
+
+    problems = cross_check(spec, lines, predicates)
+    if problems:
+        raise PolicyFileError(path=source, problems=problems)
+    return spec
 
 
-def read_policy_file(path: str | Path) -> tuple[PolicyFile, str]:
+def read_policy_file(
+    path: str | Path, *, predicates: PredicateRegistry | None = None
+) -> tuple[PolicyFile, str]:
     """Read and parse a policy file; returns the schema value and the file text."""
     p = Path(path)
     try:
@@ -225,4 +314,4 @@ def read_policy_file(path: str | Path) -> tuple[PolicyFile, str]:
         raise PolicyFileError(
             path=str(p), problems=[PolicyProblem(key="<file>", reason=f"cannot read: {exc.strerror}")]
         ) from None
-    return parse_policy(text, source=str(p)), text
+    return parse_policy(text, source=str(p), predicates=predicates), text

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
+
 from tether.errors import TetherError
 
 __all__ = ["SafeQuery", "SqlScope", "UnsafeSql", "check_select"]

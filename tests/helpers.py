@@ -196,7 +196,7 @@ def world_query(path: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[
 
 
 def count(path: Path, table: str, where: str = "1=1", params: Sequence[Any] = ()) -> int:
-    return int(world_query(path, f"SELECT COUNT(*) FROM {table} WHERE {where}", params)[0][0])  # noqa: S608
+    return int(world_query(path, f"SELECT COUNT(*) FROM {table} WHERE {where}", params)[0][0])
 
 
 def agent_refunds(path: Path) -> list[tuple[Any, ...]]:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import re
@@ -40,8 +38,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
+from tether.agents.models.offline import OfflineRouter
 from tether.agents.support.world import ensure_world
 from tether.checkpoints.ledger import Ledger, LedgerRow
 from tether.config import Home
@@ -49,7 +48,7 @@ from tether.graphs.state import Approve, Escalated, Reject, Resolved
 from tether.graphs.workflow import Workflow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (  # noqa: E402
+from helpers import (
     CUSTOMER,
     REFUND_EVIDENCE,
     RecordingModel,
@@ -73,7 +72,7 @@ APPROVAL_OVER = float(POLICY["tools"]["issue_refund"]["require_approval_over_usd
 ALLOWED_FIELDS = frozenset(POLICY["tools"]["update_crm_record"]["allowed_fields"])
 MAX_TOOL_CALLS = int(POLICY["agent"]["max_tool_calls"])
 assert (MAX_REFUND, APPROVAL_OVER, MAX_TOOL_CALLS) == (50.0, 25.0, 8)
-assert ALLOWED_FIELDS == {"email", "phone", "shipping_address"}
+assert {"email", "phone", "shipping_address"} == ALLOWED_FIELDS
 
 ROUTE_TOOLS = {
     "refund": {"lookup_customer", "lookup_order", "search_policy", "issue_refund", "handoff_to_human"},
@@ -114,7 +113,7 @@ assert MY_ORDERS and OTHER_ORDERS and CUSTOMER not in OTHER_CUSTOMERS
 
 def _fingerprint(db: sqlite3.Connection) -> int:
     """Hash of every row of the tables no tool may write."""
-    return hash(tuple(tuple(db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall())  # noqa: S608
+    return hash(tuple(tuple(db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall())
                       for t in FROZEN_TABLES))
 
 
@@ -139,9 +138,7 @@ HOSTILE_TEXT = [
     "{customer}", "2026-10-01", "2000-01-01", "O-20417", "O-99999", "C-1042", "c-1042", " C-1043",
     "dana@example.com", "robert'); DROP TABLE support_tickets;--", "\u202e\u0000\ud7ff", "NaN",
 ]
-# integers stay within 64 bits: larger ones crash the checkpoint serializer (a known bug, see
-# test_workflow.py::test_an_argument_the_checkpointer_cannot_encode_does_not_crash_the_run)
-INTS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+INTS = st.integers() | st.sampled_from([2**63, 2**64, -(2**63) - 1, 10**30])  # beyond 64 bits too
 JSONISH = st.recursive(
     st.none() | st.booleans() | INTS | st.floats() | st.text(max_size=12) | st.sampled_from(HOSTILE_TEXT),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
@@ -157,6 +154,7 @@ AMOUNTS = (
     | st.floats(min_value=0, max_value=60)
     | st.floats()
     | st.integers(min_value=-(10**15), max_value=10**15)
+    | st.sampled_from([2**64, 10**30, -(2**70)])
     | st.sampled_from(["40", "NaN", "nan", "inf", "-inf", "1e2", "25.5", "$40", "", "forty", True, False,
                        None, [], {}, [40], {"usd": 40}])
 )
@@ -215,49 +213,100 @@ ARGS_BY_TOOL: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "handoff_to_human": noisy(st.fixed_dictionaries({"summary": TEXT, "reason": TEXT})),
 }
 # handoff_to_human ends a run when it succeeds: keep it rarer so runs go deeper
-REAL_CALL = st.sampled_from(
-    [t for t in REAL_TOOLS if t != "handoff_to_human"] * 2 + ["handoff_to_human", "issue_refund", "issue_refund"]
-).flatmap(lambda n: st.tuples(st.just("call"), st.just(n), ARGS_BY_TOOL[n]))
-PLAUSIBLE_REFUND = st.tuples(st.just("call"), st.just("issue_refund"), st.fixed_dictionaries({
-    "order_id": st.sampled_from(MY_ORDERS),
-    "amount_usd": st.sampled_from([5, 10, 18, 24.99, 25, 25.01, 30, 40, 49.99, 50, 50.01, 80])
-    | st.floats(min_value=0.01, max_value=60),
-    "reason": st.just("damaged item"),
-    "citation_ids": st.just([REFUND_EVIDENCE]) | st.lists(st.sampled_from(EVIDENCE_IDS), min_size=1, max_size=2),
-}))
-PLAUSIBLE_OTHER = st.one_of(
-    st.tuples(st.just("call"), st.just("lookup_order"), st.fixed_dictionaries({"order_id": st.sampled_from(MY_ORDERS)})),
-    st.just(("call", "lookup_customer", {})),
-    st.just(SEARCH := ("call", "search_policy", {"query": "refund damaged item"})),
-    st.tuples(st.just("call"), st.just("run_sql_query"), st.sampled_from([
+SEARCH = ("call", "search_policy", {"query": "refund damaged item"})
+SEARCH_FIRST = SEARCH
+PLAUSIBLE_ARGS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    "issue_refund": st.fixed_dictionaries({
+        "order_id": st.sampled_from(MY_ORDERS),
+        "amount_usd": st.sampled_from([5, 10, 18, 24.99, 25, 25.01, 30, 40, 49.99, 50, 50.01, 80])
+        | st.floats(min_value=0.01, max_value=60),
+        "reason": st.just("damaged item"),
+        "citation_ids": st.just([REFUND_EVIDENCE]) | st.lists(st.sampled_from(EVIDENCE_IDS), min_size=1, max_size=2),
+    }),
+    "lookup_order": st.fixed_dictionaries({"order_id": st.sampled_from(MY_ORDERS)}),
+    "lookup_customer": st.just({}),
+    "search_policy": st.sampled_from([{"query": "refund damaged item"}, {"query": "warranty"}]),
+    "run_sql_query": st.sampled_from([
         {"template": "orders_last_month"}, {"template": "orders_since", "params": {"since": "2026-01-01"}},
         {"template": "order_items", "params": {"order_id": "O-20417"}},
         {"template": "refunds_for_order", "params": {"order_id": "O-20431"}},
         {"template": "orders_last_month", "customer_id": "C-1043"},
-    ])),
-    st.tuples(st.just("call"), st.just("update_crm_record"), st.fixed_dictionaries({"fields": st.dictionaries(
+        {"template": "orders_since", "params": {"since": "2000-01-01"}, "customer_id": "C-1001"},
+        {"template": "order_items", "params": {"order_id": SAMPLE_OTHER_ORDERS[0]}},
+        {"template": "orders_last_month", "sql": "SELECT * FROM customers"},
+    ]),
+    "update_crm_record": st.fixed_dictionaries({"fields": st.dictionaries(
         st.sampled_from(["email", "phone", "shipping_address", "credit_limit_usd"]),
-        st.sampled_from(["+1-555-0100", "d@example.com", "1 Main St", "99999"]), min_size=1, max_size=2)})),
-)
+        st.sampled_from(["+1-555-0100", "d@example.com", "1 Main St", "99999"]), min_size=1, max_size=2)}),
+    "handoff_to_human": st.just({"summary": "customer needs a human", "reason": "out of scope"}),
+}
+
+
+def _call(name: str, args: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[tuple[str, str, Any]]:
+    return st.tuples(st.just("call"), st.just(name), args)
+
+
+def _tools(names: Sequence[str]) -> list[str]:
+    """handoff_to_human ends a run when it succeeds: make it rarer so runs go deeper."""
+    return [n for n in sorted(names) if n != "handoff_to_human"] * 3 + ["handoff_to_human"] * ("handoff_to_human" in names)
+
+
 UNKNOWN_CALL = st.tuples(st.just("call"), st.sampled_from(UNKNOWN_TOOLS) | st.text(max_size=12),
                          st.dictionaries(st.text(max_size=10), JSONISH, max_size=4))
 BROKEN_JSON = st.sampled_from(['{"amount_usd": 40, "order_id": ', "{'a': 1}", "", "null", "[1,2", "{}}", "NaN"])
 INVALID_CALL = st.tuples(st.just("invalid"), st.sampled_from([*REAL_TOOLS, "", "nope"]),
                          BROKEN_JSON | st.text(max_size=20))
-CALL = st.one_of(REAL_CALL, REAL_CALL, REAL_CALL, PLAUSIBLE_REFUND, PLAUSIBLE_REFUND, PLAUSIBLE_OTHER,
-                 UNKNOWN_CALL, INVALID_CALL)
-TURN = st.lists(CALL, min_size=1, max_size=5)
-SEARCH_FIRST = SEARCH
-REQUESTS = st.sampled_from([
+
+
+def calls_for(offered: Sequence[str]) -> st.SearchStrategy[tuple[str, str, Any]]:
+    """Calls aimed at the tools the route offers (plausible or hostile arguments), plus any real tool
+    (off-route), unknown tools and malformed JSON."""
+    plausible = st.sampled_from(_tools(offered)).flatmap(lambda n: _call(n, PLAUSIBLE_ARGS[n]))
+    hostile = st.sampled_from(_tools(offered)).flatmap(lambda n: _call(n, ARGS_BY_TOOL[n]))
+    anywhere = st.sampled_from(_tools(REAL_TOOLS)).flatmap(lambda n: _call(n, ARGS_BY_TOOL[n]))
+    return st.one_of(plausible, plausible, plausible, hostile, hostile, anywhere, UNKNOWN_CALL, INVALID_CALL)
+
+
+REQUEST_TEXTS = [
     "I need a refund for the damaged kettle in order O-20417",
     "Refund my money back on O-20431 please",
     "Please refund $40 on order O-20388",
+    "Refund $80 on order O-20417, the kettle arrived damaged",
     "Show me the orders of customer C-1043",
     "What did I order last month?",
     "Please update my phone, email and credit limit",
     "What is your warranty policy?",
     "hello",
-])
+]
+
+
+def _route_of(text: str) -> str:
+    """The route the real (offline) router picks for a request."""
+    reply = OfflineRouter().invoke([HumanMessage(content=text)])
+    assert isinstance(reply, AIMessage)
+    return str(reply.tool_calls[0]["args"]["route"])
+
+
+ROUTE_OF = {text: _route_of(text) for text in REQUEST_TEXTS}
+assert set(ROUTE_OF.values()) >= {"refund", "order_history", "account_update", "policy_question", "other"}
+TURNS_FOR = {route: st.lists(calls_for(sorted(tools)), min_size=1, max_size=5) for route, tools in ROUTE_TOOLS.items()}
+REQUESTS = st.sampled_from(REQUEST_TEXTS)
+
+
+def fits_64_bits(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, dict):
+        return all(fits_64_bits(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(fits_64_bits(v) for v in value)
+    return True
+
+
+# Human decisions keep integers within 64 bits: larger ones in an Edit crash the thread (a known bug, see
+# test_workflow.py::test_an_edit_with_an_oversized_integer_is_refused_not_crashing_the_thread).
 DECISION = st.one_of(
     st.just("approve"), st.just("approve"), st.just("reject"),
     st.tuples(st.just("edit"), ARGS_BY_TOOL["issue_refund"] | st.fixed_dictionaries({"amount_usd": AMOUNTS})),
@@ -268,7 +317,8 @@ DECISION = st.one_of(
         {"kind": "edit", "approver": "raw-human"}, {"kind": "reject", "approver": "raw-human"},
         ["approve"], {"kind": "APPROVE", "approver": "raw-human"},
     ])),
-)
+).filter(fits_64_bits)
+ID_MODES = st.sampled_from(["unique"] * 7 + ["per_turn"] * 2 + ["missing"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,18 +330,24 @@ class Spec:
     decisions: tuple[Any, ...] = ("approve",)
     lenient: bool = False
     """Tolerate many malformed calls in a row, so runs go deeper before escalating."""
+    ids: str = "unique"
+    """Tool-call ids: ``unique``; ``per_turn`` (restart at call_0 each turn, as some providers do);
+    ``missing`` (no ids at all)."""
 
 
 @st.composite
 def specs(draw: st.DrawFn) -> Spec:
-    turns = [tuple(t) for t in draw(st.lists(TURN, min_size=1, max_size=12))]
+    request = draw(REQUESTS)
+    turns = [tuple(t) for t in draw(st.lists(TURNS_FOR[ROUTE_OF[request]], min_size=1, max_size=12))]
     if draw(st.booleans()):  # often retrieve the refund policy first so cited refunds can pass
-        turns[0] = (SEARCH_FIRST, *turns[0])
+        turns.insert(0, (SEARCH_FIRST,))
+        turns = turns[:12]
     return Spec(
-        request=draw(REQUESTS),
+        request=request,
         turns=tuple(turns),
         decisions=tuple(draw(st.lists(DECISION, min_size=1, max_size=6))),
         lenient=draw(st.booleans()),
+        ids=draw(ID_MODES),
     )
 
 
@@ -329,8 +385,8 @@ class Arena:
         db = self.reset_db
         db.execute("BEGIN IMMEDIATE")
         for table in ("refunds", "crm_contacts", "crm_changes", "support_tickets"):
-            db.execute(f"DELETE FROM main.{table}")  # noqa: S608
-            db.execute(f"INSERT INTO main.{table} SELECT * FROM tpl.{table}")  # noqa: S608
+            db.execute(f"DELETE FROM main.{table}")
+            db.execute(f"INSERT INTO main.{table} SELECT * FROM tpl.{table}")
         db.execute("COMMIT")
 
     def play(self, spec: Spec) -> None:
@@ -365,7 +421,7 @@ def build_script(spec: Spec) -> list[AIMessage]:
     for t, turn in enumerate(spec.turns):
         tool_calls, invalid = [], []
         for k, (kind, name, args) in enumerate(turn):
-            call_id = f"h{t}_{k}"
+            call_id = {"unique": f"h{t}_{k}", "per_turn": f"call_{k}", "missing": None}[spec.ids]
             if kind == "call":
                 tool_calls.append({"name": name, "args": args, "id": call_id, "type": "tool_call"})
             else:
@@ -425,6 +481,13 @@ def is_human(approver: str | None) -> bool:
     return approver in HUMANS
 
 
+def effective_ids(m: AIMessage) -> list[str]:
+    """The ids the workflow records for a message's calls, in the order it checks them
+    (tool calls, then malformed ones; an id-less call is named by its position)."""
+    return [t["id"] or f"call_{i}" for i, t in enumerate(m.tool_calls)] + [
+        b.get("id") or f"invalid_{i}" for i, b in enumerate(m.invalid_tool_calls)]
+
+
 def check_run(arena: Arena, thread: str, spec: Spec, delivered: list[AIMessage], final: dict[str, Any]) -> None:
     rows = arena.ledger.events(thread)
     outcome = final.get("outcome")
@@ -436,23 +499,26 @@ def check_run(arena: Arena, thread: str, spec: Spec, delivered: list[AIMessage],
     STATS[f"outcome {outcome.kind}"] += 1
     if isinstance(outcome, Escalated):
         STATS[f"escalated by {outcome.rule_id}"] += 1
-
-    by_call: dict[str, list[LedgerRow]] = {}
-    for r in rows:
-        if r.tool_call_id:
-            by_call.setdefault(r.tool_call_id, []).append(r)
-    proposed = [r for r in rows if r.event == "proposed"]
-    executed = [r for r in rows if r.event == "executed"]
     for r in rows:
         if r.event in ("proposed", "budget_exceeded", "executed", "failed", "approved", "rejected", "edited"):
             STATS[f"ledger {r.event}" + (f" {r.decision}" if r.event == "proposed" else "")] += 1
 
+    # one action = one proposal with its own idempotency key, whatever ids the model used
+    proposed = [r for r in rows if r.event == "proposed"]
+    executed = [r for r in rows if r.event == "executed"]
+    assert all(r.idempotency_key for r in proposed)
+    assert len({r.idempotency_key for r in proposed}) == len(proposed), "two proposals share an action key"
+    by_action: dict[str, list[LedgerRow]] = {}
+    for r in rows:
+        if r.idempotency_key:
+            by_action.setdefault(r.idempotency_key, []).append(r)
+
     # (ii) the tool-call budget: admitted calls (each proposal reserves one) and executions
-    assert len(proposed) <= MAX_TOOL_CALLS or spec.lenient and len(proposed) <= MAX_TOOL_CALLS
+    assert len(proposed) <= MAX_TOOL_CALLS
     assert len(executed) <= MAX_TOOL_CALLS
     assert len([r for r in rows if r.event == "budget_exceeded"]) <= 1
 
-    # what the model (or the test, as a human editor) wrote: echoes of it are not leaks
+    # what the model, the user or the test (as a human editor) wrote: echoes of it are not leaks
     supplied: set[str] = {spec.request}
     for m in delivered:
         for t in m.tool_calls:
@@ -468,11 +534,13 @@ def check_run(arena: Arena, thread: str, spec: Spec, delivered: list[AIMessage],
     for ex in executed:
         args = dict(ex.args or {})
         assert ex.tool in offered, (ex.tool, routed.detail)
-        history = by_call[ex.tool_call_id or ""]
+        history = by_action[ex.idempotency_key or ""]
         first = [r for r in history if r.event == "proposed"]
         assert len(first) == 1 and first[0].seq < ex.seq
         prop = first[0]
+        assert (prop.tool, prop.tool_call_id) == (ex.tool, ex.tool_call_id)
         assert prop.decision in ("allow", "require_approval"), prop
+        assert len([r for r in history if r.event == "executed"]) == 1, "an action executed twice"
         human_ok = [r for r in history if r.seq < ex.seq and is_human(r.approver) and r.args == args and (
             r.event == "approved" or (r.event == "edited" and r.decision in ("allow", "require_approval")))]
         if prop.decision == "require_approval":
@@ -503,31 +571,23 @@ def check_run(arena: Arena, thread: str, spec: Spec, delivered: list[AIMessage],
         if r.event != "executed":
             assert not foreign_data(r.result, supplied), r
 
-    # (iii) every tool call the model made is accounted for
-    delivered_ids = [str(t["id"]) for m in delivered for t in m.tool_calls] + \
-                    [str(b["id"]) for m in delivered for b in m.invalid_tool_calls]
+    # (iii) every tool call the model made is in the ledger, or was skipped after a halt
+    delivered_ids = [i for m in delivered for i in effective_ids(m)]
     STATS["hostile tool calls"] += len(delivered_ids)
-    assert {r.tool_call_id for r in rows if r.tool_call_id} <= set(delivered_ids), "phantom tool call in ledger"
-    for m in delivered:
-        ids = [str(t["id"]) for t in m.tool_calls] + [str(b["id"]) for b in m.invalid_tool_calls]
-        for pos, call_id in enumerate(ids):
-            kinds = {r.event for r in by_call.get(call_id, [])}
-            if kinds & {"proposed", "budget_exceeded"}:
-                continue
-            # skipped after a halt: only in the run's last model turn, after the budget stopped it
-            assert m is delivered[-1] or m is delivered[-2] and not delivered[-1].tool_calls, call_id
-            assert isinstance(outcome, Escalated)
-            stopper = [c for c in ids[:pos] if "budget_exceeded" in {r.event for r in by_call.get(c, [])}]
-            assert stopper, f"{call_id} was neither proposed nor skipped after a halt"
-            STATS["skipped after halt"] += 1
-    # every tool call in the history has its reply (the known gap: malformed calls skipped by a halt)
-    skipped_invalid = {str(b["id"]) for m in delivered for b in m.invalid_tool_calls} - {
-        c for c, rs in by_call.items() if any(r.event == "proposed" for r in rs)}
-    missing = set(unanswered_tool_calls(final["messages"]))
-    assert missing <= skipped_invalid, missing
-    if missing:  # only when a halt cut the message short
+    STATS[f"runs with {spec.ids} ids"] += 1
+    logged = Counter(r.tool_call_id for r in rows if r.event in ("proposed", "budget_exceeded"))
+    assert not logged - Counter(delivered_ids), f"ledger rows for calls the model never made: {logged}"
+    gap = len(delivered_ids) - sum(logged.values())
+    if gap:
+        # skipped after a halt: only calls after the budget-exceeding one, in the run's last model turn
         assert isinstance(outcome, Escalated) and outcome.rule_id.startswith("agent."), outcome
-        STATS["malformed calls left unanswered after a halt (known bug)"] += len(missing)
+        (over,) = [r for r in rows if r.event == "budget_exceeded"]
+        last = effective_ids(delivered[-1])
+        assert over.tool_call_id in last and gap <= len(last) - 1, (gap, last)
+        STATS["skipped after halt"] += gap
+    # the history stays valid for OpenAI: every tool call has its reply, and no reply is orphaned
+    if spec.ids != "missing":
+        assert unanswered_tool_calls(final["messages"]) == []
     for m in final["messages"]:
         if isinstance(m, ToolMessage):
             assert m.tool_call_id in delivered_ids

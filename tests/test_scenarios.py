@@ -23,7 +23,7 @@ from tether.graphs.workflow import MEMORY_WINDOW
 from tether.guards.decisions import EscalationAction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (  # noqa: E402
+from helpers import (
     CUSTOMER,
     OTHER_CUSTOMER,
     agent_refunds,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tether.errors import TetherError
 from tether.guards.sql_safety import SafeQuery, SqlScope, UnsafeSql, check_select
 

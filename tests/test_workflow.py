@@ -23,7 +23,7 @@ from tether.guards.decisions import EscalationAction
 from tether.guards.policy import Policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import (  # noqa: E402
+from helpers import (
     ACCOUNT_TEXT,
     KETTLE_ORDER,
     ORDER_TEXT,
@@ -606,7 +606,7 @@ def test_a_pending_approval_survives_a_restart(home: Home) -> None:
     assert [(o, a) for _, o, a, *_ in agent_refunds(home.world)] == [(KETTLE_ORDER, 40.0)]
 
 
-# ---------------------------------------------------------------- bugs
+# ---------------------------------------------------------------- regressions (bugs found by these tests)
 
 
 def test_a_resume_cannot_override_the_decision_recorded_in_the_ledger(harness: Any, home: Home) -> None:
@@ -653,8 +653,28 @@ def test_an_argument_the_checkpointer_cannot_encode_does_not_crash_the_run(harne
     h = harness([calls(SEARCH),
                  calls(refund(10.0, "r1"), tc("lookup_order", {"order_id": 2**64}, "big")),
                  answer("done")])
-    out = h.start(REFUND_TEXT)  # raises TypeError today
+    out = h.start(REFUND_TEXT)  # used to raise TypeError from the checkpointer
     assert out["outcome"] is not None
     assert state(h.app, "t1").get("outcome") is not None
     assert len(agent_refunds(home.world)) == 1
     h.assert_closed()
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
+    "BUG: graphs/guard_nodes.py GuardNodes._human_interrupt / graphs/messages.py parse_decision: an Edit whose "
+    "args hold an integer beyond 64 bits (e.g. `tether approve ID --edit '{\"amount_usd\": 100000000000000000000}'`) "
+    "is accepted by Edit's JsonValue args, but LangGraph cannot checkpoint the resume value: every resume raises "
+    "TypeError and the thread stays stuck at human_interrupt, although the ledger already recorded the decision; "
+    "fix: refuse or normalise such values (checkpoint_safe) in Edit / parse_decision / SupportDesk.decide"))
+def test_an_edit_with_an_oversized_integer_is_refused_not_crashing_the_thread(home: Home) -> None:
+    from tether.agents.models import ModelConfig
+    from tether.agents.support.desk import SupportDesk
+
+    with SupportDesk(home=home, models=ModelConfig()) as desk:
+        r = desk.run("Please refund $40 for order O-20417, the kettle arrived damaged",
+                     customer_id="C-1042", thread_id="big-edit")
+        (req,) = r.waiting_for
+        desk.decide(req.approval_id, Edit(approver="lead", args={"amount_usd": 10**20}))
+        r2 = desk.resume("big-edit")  # raises TypeError today, on every attempt
+        assert r2.status != "awaiting_approval" and r2.outcome is not None
+        assert agent_refunds(home.world) == []

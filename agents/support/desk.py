@@ -28,6 +28,8 @@ from tether.errors import ApprovalError, TetherError
 from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
 from tether.graphs.workflow import DECISION_STATUS, Workflow, parse_decision
 from tether.guards.policy import Policy
+from tether.guards.ratelimit import RuntimeLimits
+from tether.guards.secret_refs import SecretResolver
 from tether.retrieval.knowledge import KnowledgeBase
 
 __all__ = ["POLICY_PATH", "SUPPORT_ROUTES", "RunResult", "SupportDesk", "support_workflow"]
@@ -58,11 +60,16 @@ def support_workflow(
     models: ModelConfig | None = None,
     world: Path | None = None,
 ) -> Workflow:
-    """The support desk as a ``Workflow``. Compile it with any LangGraph checkpointer."""
+    """The support desk as a ``Workflow``. Compile it with any LangGraph checkpointer.
+
+    Rate-limit and circuit-breaker state lives in ``$TETHER_HOME/limits.sqlite``; call
+    ``Workflow.close()`` when done (``SupportDesk`` does).
+    """
     models = models or ModelConfig()
+    policy = policy or Policy.from_yaml(POLICY_PATH)
     return Workflow(
         name="support",
-        policy=policy or Policy.from_yaml(POLICY_PATH),
+        policy=policy,
         tools=build_support_tools(KnowledgeBase.from_dir(KB_DIR)),
         routes=SUPPORT_ROUTES,
         router_model=load_chat_model(models.router, base_url=models.base_url),
@@ -74,6 +81,8 @@ def support_workflow(
         system_prompt=SYSTEM_PROMPT,
         prompt_version=PROMPT_VERSION,
         prices=models.prices,
+        limits=RuntimeLimits.open(policy, home.root / "limits.sqlite"),
+        secrets=SecretResolver(),
     )
 
 
@@ -115,7 +124,7 @@ class SupportDesk:
         self.close()
 
     def close(self) -> None:
-        self.workflow.db.close()
+        self.workflow.close()
         self._stack.close()
 
     @property

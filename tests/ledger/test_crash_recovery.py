@@ -40,8 +40,12 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     return e
 
 
-def tether(env: dict[str, str], *args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+def tether(
+    env: dict[str, str], *args: str, crash: str | None = None, tool: str | None = None
+) -> subprocess.CompletedProcess[str]:
     e = dict(env, TETHER_CRASH_AT=crash) if crash else env
+    if tool:
+        e = dict(e, TETHER_CRASH_TOOL=tool)
     return subprocess.run([TETHER, *args], env=e, capture_output=True, text=True, timeout=120)
 
 
@@ -58,35 +62,11 @@ def refunds(env: dict[str, str]) -> list[tuple[Any, ...]]:
         db.close()
 
 
-_CONTINUE = """
-import sys
-from tether.agents.support.desk import SupportDesk
-with SupportDesk() as desk:
-    config = desk._config(sys.argv[1])
-    if desk.app.get_state(config).tasks:
-        desk.app.invoke(None, config)
-    print(desk.result(sys.argv[1]).status)
-"""
-DESK_GAP = ("SupportDesk.resume checks `snapshot.next`, which is empty when the killed step's "
-            "writes were saved but its checkpoint was not (async durability); it must check "
-            "`snapshot.tasks` (agents/support/desk.py)")
-
-
-def resume(env: dict[str, str]) -> bool:
-    """``tether resume`` in a new process; True if it finished the thread by itself.
-
-    When it leaves the thread unfinished, a new process continues it with
-    ``app.invoke(None, config)`` so the exactly-once checks still run (see ``DESK_GAP``).
-    """
+def resume(env: dict[str, str]) -> None:
+    """``tether resume`` in a new process must finish the thread by itself."""
     resumed = tether(env, "resume", THREAD, "--json")
     assert resumed.returncode == 0, resumed.stderr
-    if json.loads(resumed.stdout)["status"] == "resolved":
-        return True
-    cont = subprocess.run([sys.executable, "-c", _CONTINUE, THREAD], env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert cont.returncode == 0, cont.stderr
-    assert cont.stdout.strip() == "resolved"
-    return False
+    assert json.loads(resumed.stdout)["status"] == "resolved", resumed.stdout
 
 
 def assert_exactly_once(env: dict[str, str], amount: float) -> None:
@@ -112,23 +92,19 @@ def test_crash_after_human_approval_then_resume(env: dict[str, str], point: str)
     crashed = tether(env, "approve", waiting["approval_id"], "--as", "ana", crash=point)
     assert killed(crashed), (crashed.returncode, crashed.stderr[-2000:])
     assert len(refunds(env)) == (0 if point in ("after_approval", "after_intent") else 1)
-    by_cli = resume(env)
+    resume(env)
     assert_exactly_once(env, 40.0)
     again = tether(env, "resume", THREAD)  # resuming a finished thread changes nothing
     assert again.returncode == 0 and len(refunds(env)) == 1
-    if not by_cli:
-        pytest.xfail(DESK_GAP)
 
 
 @pytest.mark.parametrize("point", POINTS[1:])
 def test_crash_during_unattended_run_then_resume(env: dict[str, str], point: str) -> None:
     """No approval involved: ``tether resume`` continues from the last checkpoint."""
     crashed = tether(env, "run", "support", DIRECT_TEXT, "--customer", "C-1042", "--thread", THREAD,
-                     crash=point)
+                     crash=point, tool="issue_refund")
     assert killed(crashed), (crashed.returncode, crashed.stderr[-2000:])
-    # crash points fire at the first tool of the run (lookup_order), before any refund
-    assert refunds(env) == []
-    by_cli = resume(env)
+    # the crash hits issue_refund itself: before it ran, or after it wrote its row
+    assert len(refunds(env)) == (0 if point == "after_intent" else 1)
+    resume(env)
     assert_exactly_once(env, 18.0)
-    if not by_cli:
-        pytest.xfail(DESK_GAP)

@@ -1,0 +1,116 @@
+"""The built-in per-tool rules: the article's keys, plus risk-tier defaults.
+
+``tool_rule_matches`` returns every ``RuleMatch`` that fired for one action, in file order
+(``allowed``, amounts, citation, fields, SQL mode, row-level security, approval), or the
+fallback ``tools.<t>.allowed`` allow when none did. A limit that comes from the tool's risk
+tier carries the tier's rule id (``tiers.<tier>.<key>``); the tool's own carries
+``tools.<t>.<key>``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tether.guards.decisions import RuleMatch
+from tether.guards.policy_file import PolicyFile, ToolRuleSection
+
+if TYPE_CHECKING:
+    from tether.guards.policy import ActionRequest
+
+__all__ = ["tool_rule_matches"]
+
+ToolRule = ToolRuleSection
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    value: float
+    rule_id: str
+
+
+def _limit(rule: ToolRule, spec: PolicyFile, key: str) -> _Limit | None:
+    mine = getattr(rule, key)
+    if mine is not None:
+        return _Limit(mine, f"tools.{{tool}}.{key}")
+    tier = (spec.tiers or {}).get(rule.risk) if rule.risk is not None else None
+    theirs = getattr(tier, key) if tier is not None else None
+    return _Limit(theirs, f"tiers.{rule.risk}.{key}") if theirs is not None else None
+
+
+def _flag(rule: ToolRule, spec: PolicyFile, key: str) -> str | None:
+    """The rule id that turns ``key`` on (the tool's own, else its tier's), or None."""
+    if getattr(rule, key):
+        return f"tools.{{tool}}.{key}"
+    tier = (spec.tiers or {}).get(rule.risk) if rule.risk is not None else None
+    return f"tiers.{rule.risk}.{key}" if tier is not None and getattr(tier, key) else None
+
+
+def tool_rule_matches(a: ActionRequest, rule: ToolRule, spec: PolicyFile) -> list[RuleMatch]:
+    t = f"tools.{a.tool}"
+    out: list[RuleMatch] = []
+
+    def add(key: str, effect: str, reason: str) -> None:
+        rid = key.format(tool=a.tool) if key.startswith(("tools.", "tiers.")) else f"{t}.{key}"
+        out.append(RuleMatch(rule_id=rid, effect=effect, reason=reason))  # type: ignore[arg-type]
+
+    if not rule.allowed:
+        add("allowed", "deny", f"'{a.tool}' is disabled by the policy (allowed: false)")
+    cap, over = _limit(rule, spec, "max_amount_usd"), _limit(rule, spec, "require_approval_over_usd")
+    if cap is not None or over is not None:
+        own = any(x is not None and x.rule_id.startswith("tools.") for x in (cap, over))
+        source = "max_amount_usd" if own else (cap or over).rule_id  # type: ignore[union-attr]
+        if a.amount_usd is None:
+            add(source, "deny", "the policy limits amounts but the call states none")
+        elif math.isnan(a.amount_usd):  # NaN compares false with every limit: fail closed
+            add(source, "deny", "the amount is not a number")
+        else:
+            if cap is not None and a.amount_usd > cap.value:
+                add(cap.rule_id, "deny", f"${a.amount_usd:,.2f} is above the ${cap.value:,.2f} limit")
+            if over is not None and a.amount_usd > over.value:
+                add(
+                    over.rule_id,
+                    "require_approval",
+                    f"${a.amount_usd:,.2f} is over ${over.value:,.2f}: a human must approve",
+                )
+    if (cite := _flag(rule, spec, "require_citation")) is not None:
+        if not a.citations:
+            add(cite, "deny", "the call cites no evidence; cite a retrieved policy")
+        else:
+            unknown = sorted(set(a.citations) - a.retrieved_evidence)
+            if unknown:
+                add(cite, "deny", f"cited evidence was not retrieved in this run: {', '.join(unknown)}")
+    if rule.allowed_fields is not None:
+        bad = sorted(set(a.fields or ()) - set(rule.allowed_fields))
+        if bad:
+            add(
+                "allowed_fields",
+                "deny",
+                f"field(s) {', '.join(bad)} not in allowed_fields ({', '.join(rule.allowed_fields)})",
+            )
+        elif not a.fields:
+            add("allowed_fields", "deny", "the call names no field to change")
+    if rule.mode == "parameterized_only" and a.free_sql:
+        add("mode", "deny", "free-form SQL is refused; pick a named query template")
+    if rule.row_level_security:
+        others = sorted(c for c in a.target_customer_ids if c != a.principal_customer_id)
+        if a.principal_customer_id is None:
+            add("row_level_security", "deny", "no end user is bound to this run")
+        elif others:
+            add(
+                "row_level_security",
+                "deny",
+                f"the run acts for {a.principal_customer_id}; data of {', '.join(others)} is out of scope",
+            )
+    if (appr := _flag(rule, spec, "require_approval")) is not None:
+        add(appr, "require_approval", f"every '{a.tool}' call needs a human approval")
+    if not out:
+        if a.amount_usd is not None and (cap is not None or over is not None):
+            limits = [f"max ${x.value:,.2f}" for x in (cap,) if x] + [
+                f"approval over ${x.value:,.2f}" for x in (over,) if x
+            ]
+            add("allowed", "allow", f"${a.amount_usd:,.2f} is within the limits ({', '.join(limits)})")
+        else:
+            add("allowed", "allow", f"'{a.tool}' is allowed and no limit applies")
+    return out
