@@ -13,7 +13,7 @@ from langchain_core.messages import ToolMessage
 from pydantic import TypeAdapter
 
 from tether.checkpoints.ledger import ApprovalStatus
-from tether.graphs.state import Approve, Edit, HumanDecision, Reject
+from tether.graphs.state import Approve, Edit, HumanDecision, Reject, checkpoint_safe
 
 __all__ = [
     "DECISION_STATUS",
@@ -66,20 +66,6 @@ def action_id(message_id: str | None, index: int, tool_call_id: str) -> str:
     """
     raw = f"{message_id}\0{index}\0{tool_call_id}"
     return "act-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
-
-
-def checkpoint_safe(value: Any) -> Any:
-    """Model output made storable: integers outside 64 bits become strings (which the tool's
-    schema then refuses with a clear error) instead of breaking the checkpoint."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and not -(2**63) <= value < 2**64:
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): checkpoint_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [checkpoint_safe(v) for v in value]
-    return value
 
 
 def parse_decision(raw: object) -> Approve | Reject | Edit:

@@ -7,11 +7,11 @@ serializer so they are restored as themselves.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from tether.guards.budgets import BudgetExceeded, Usage
 from tether.guards.decisions import Allow, Deny, Escalate, EscalationAction, RequireApproval, RuleMatch
@@ -32,6 +32,7 @@ __all__ = [
     "Resolved",
     "TurnSummary",
     "WorkflowState",
+    "checkpoint_safe",
 ]
 
 
@@ -58,6 +59,20 @@ class Reject(_Frozen):
     reason: str
 
 
+def checkpoint_safe(value: Any) -> Any:
+    """Model output made storable: integers outside 64 bits become strings (which the tool's
+    schema then refuses with a clear error) instead of breaking the checkpoint."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): checkpoint_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [checkpoint_safe(v) for v in value]
+    return value
+
+
 class Edit(_Frozen):
     """Run the action with these argument changes (merged over the proposal), after a new policy check."""
 
@@ -65,6 +80,13 @@ class Edit(_Frozen):
     approver: str
     args: dict[str, JsonValue]
     comment: str = ""
+
+    @field_validator("args", mode="after")
+    @classmethod
+    def _storable(cls, v: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        # an integer beyond 64 bits cannot be checkpointed; as text, the tool schema refuses it
+        out: dict[str, JsonValue] = checkpoint_safe(v)
+        return out
 
 
 HumanDecision = Annotated[Approve | Reject | Edit, Field(discriminator="kind")]

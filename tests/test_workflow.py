@@ -660,12 +660,6 @@ def test_an_argument_the_checkpointer_cannot_encode_does_not_crash_the_run(harne
     h.assert_closed()
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "BUG: graphs/guard_nodes.py GuardNodes._human_interrupt / graphs/messages.py parse_decision: an Edit whose "
-    "args hold an integer beyond 64 bits (e.g. `tether approve ID --edit '{\"amount_usd\": 100000000000000000000}'`) "
-    "is accepted by Edit's JsonValue args, but LangGraph cannot checkpoint the resume value: every resume raises "
-    "TypeError and the thread stays stuck at human_interrupt, although the ledger already recorded the decision; "
-    "fix: refuse or normalise such values (checkpoint_safe) in Edit / parse_decision / SupportDesk.decide"))
 def test_an_edit_with_an_oversized_integer_is_refused_not_crashing_the_thread(home: Home) -> None:
     from tether.agents.models import ModelConfig
     from tether.agents.support.desk import SupportDesk
