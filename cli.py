@@ -78,14 +78,24 @@ def _result_text(r: Any) -> str:
     for w in r.waiting_for:
         lines.append(f"waiting for approval {w.approval_id}: {w.tool} — {w.preview}")
         lines.append(f"  rule {w.rule_id}: {w.reason}")
-        lines.append(f"  decide with: tether approve {w.approval_id}  |  tether reject {w.approval_id} --reason ...")
+        lines.append(
+            f"  decide with: tether approve {w.approval_id}  |  tether reject {w.approval_id} --reason ..."
+        )
     return "\n".join(lines)
 
 
 def ledger_rows(events: Sequence[Any]) -> list[list[Any]]:
     return [
-        [e.seq, e.ts[11:19], e.event, e.tool or "", e.decision or "", e.rule_id or "",
-         e.approver or "", _ledger_detail(e)]
+        [
+            e.seq,
+            e.ts[11:19],
+            e.event,
+            e.tool or "",
+            e.decision or "",
+            e.rule_id or "",
+            e.approver or "",
+            _ledger_detail(e),
+        ]
         for e in events
     ]
 
@@ -120,8 +130,11 @@ def cmd_approvals_list(args: argparse.Namespace) -> int:
     with Ledger.open(Home.from_env().ensure().ledger_url) as ledger:
         pending = ledger.approvals(status=None if args.all else "pending")
     rows = [[a.approval_id, a.thread_id, a.tool, json.dumps(a.args), a.rule_id, a.status] for a in pending]
-    _emit(args, [a.model_dump(mode="json") for a in pending],
-          table(rows, ("id", "thread", "tool", "args", "rule", "status")) if rows else "no pending approvals")
+    _emit(
+        args,
+        [a.model_dump(mode="json") for a in pending],
+        table(rows, ("id", "thread", "tool", "args", "rule", "status")) if rows else "no pending approvals",
+    )
     return 0
 
 
@@ -132,7 +145,11 @@ def _decide(args: argparse.Namespace, decision: Any) -> int:
             _emit(args, appr.model_dump(mode="json"), f"{appr.approval_id}: {appr.status}")
             return 0
         r = desk.resume(appr.thread_id)
-        _emit(args, _result_data(r), f"{appr.approval_id}: {appr.status} by {appr.decided_by}\n" + _result_text(r))
+        _emit(
+            args,
+            _result_data(r),
+            f"{appr.approval_id}: {appr.status} by {appr.decided_by}\n" + _result_text(r),
+        )
     return 0
 
 
@@ -146,7 +163,9 @@ def cmd_approve(args: argparse.Namespace) -> int:
             raise TetherError(f"--edit must be a JSON object, e.g. '{{\"amount_usd\": 20}}': {exc}") from None
         if not isinstance(patch, dict) or not patch:
             raise TetherError("--edit must be a non-empty JSON object of argument changes")
-        return _decide(args, Edit(approver=args.approver, args=patch))
+        return _decide(args, Edit(approver=args.approver, args=patch, tool=args.tool))
+    if args.tool:
+        raise TetherError("--tool needs --edit with the new tool's complete arguments")
     return _decide(args, Approve(approver=args.approver, comment=args.comment or ""))
 
 
@@ -167,15 +186,27 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     from tether.guards.policy import Policy
 
     p = Policy.from_yaml(args.file)
-    rows = [[name, "yes" if r.allowed else "no", r.max_amount_usd or "", r.require_approval_over_usd or "",
-             "yes" if r.require_citation else "", ",".join(r.allowed_fields or ()), r.mode or "",
-             "yes" if r.row_level_security else ""] for name, r in p.tools.items()]
+    rows = [
+        [
+            name,
+            "yes" if r.allowed else "no",
+            r.max_amount_usd or "",
+            r.require_approval_over_usd or "",
+            "yes" if r.require_citation else "",
+            ",".join(r.allowed_fields or ()),
+            r.mode or "",
+            "yes" if r.row_level_security else "",
+        ]
+        for name, r in p.tools.items()
+    ]
     b = p.budgets
-    human = (f"{args.file}: OK  version {p.version}\n"
-             f"budgets: {b.max_wall_clock_seconds:g}s wall clock, {b.max_tool_calls} tool calls, "
-             f"${b.max_model_spend_usd:g} model spend; on budget exceeded: "
-             f"{p.escalation.on_budget_exceeded.value}\n"
-             + table(rows, ("tool", "allowed", "max $", "approval over $", "cite", "fields", "mode", "rls")))
+    human = (
+        f"{args.file}: OK  version {p.version}\n"
+        f"budgets: {b.max_wall_clock_seconds:g}s wall clock, {b.max_tool_calls} tool calls, "
+        f"${b.max_model_spend_usd:g} model spend; on budget exceeded: "
+        f"{p.escalation.on_budget_exceeded.value}\n"
+        + table(rows, ("tool", "allowed", "max $", "approval over $", "cite", "fields", "mode", "rls"))
+    )
     _emit(args, {"file": args.file, "version": p.version, "policy": p.to_dict()}, human)
     return 0
 
@@ -273,11 +304,16 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
         raise TetherError(f"cannot read anchor {args.anchor}: {exc}") from None
     with _open_ledger() as ledger:
         report = ledger.verify(anchor=anchor)
-    data = {"ok": report.ok, "rows": report.rows, "head_seq": report.head_seq,
-            "head_hash": report.head_hash, "anchor": args.anchor,
-            "problem": None if report.problem is None else {
-                "kind": report.problem.kind, "seq": report.problem.seq,
-                "reason": report.problem.reason}}
+    data = {
+        "ok": report.ok,
+        "rows": report.rows,
+        "head_seq": report.head_seq,
+        "head_hash": report.head_hash,
+        "anchor": args.anchor,
+        "problem": None
+        if report.problem is None
+        else {"kind": report.problem.kind, "seq": report.problem.seq, "reason": report.problem.reason},
+    }
     _emit(args, data, report.describe())
     return 0 if report.ok else 1
 
@@ -287,8 +323,11 @@ def cmd_ledger_anchor(args: argparse.Namespace) -> int:
         head = ledger.head()
     if args.file != "-":
         head.write(args.file)
-    _emit(args, {"seq": head.seq, "row_hash": head.row_hash, "written_at": head.written_at},
-          f"head seq {head.seq} {head.row_hash}" + (f" -> {args.file}" if args.file != "-" else ""))
+    _emit(
+        args,
+        {"seq": head.seq, "row_hash": head.row_hash, "written_at": head.written_at},
+        f"head seq {head.seq} {head.row_hash}" + (f" -> {args.file}" if args.file != "-" else ""),
+    )
     return 0
 
 
@@ -351,10 +390,15 @@ def _parser() -> argparse.ArgumentParser:
     for name, fn in (("approve", cmd_approve), ("reject", cmd_reject)):
         d = add(name, fn, f"{name} a pending action, then resume its thread")
         d.add_argument("approval_id")
-        d.add_argument("--as", dest="approver", default=os.environ.get("TETHER_APPROVER") or os.environ.get("USER") or "operator")
+        d.add_argument(
+            "--as",
+            dest="approver",
+            default=os.environ.get("TETHER_APPROVER") or os.environ.get("USER") or "operator",
+        )
         d.add_argument("--no-resume", action="store_true", help="record the decision only")
         if name == "approve":
             d.add_argument("--edit", help="JSON object of argument changes, re-checked by the policy")
+            d.add_argument("--tool", help="with --edit: run this tool instead (args are then complete)")
             d.add_argument("--comment")
         else:
             d.add_argument("--reason", required=True)

@@ -9,6 +9,7 @@ is authoritative, and edited arguments are checked by the policy again.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
@@ -323,7 +324,11 @@ class GuardNodes(NodeBase):
         }
 
     def _authoritative(self, p: Proposal, offered: Approve | Reject | Edit) -> Approve | Reject | Edit:
-        """Record the decision once; if one is already recorded, it wins over the resume payload."""
+        """Record the decision once; a decision already recorded wins over the resume payload.
+
+        The approval is bound to the hash of the arguments it was asked for, and expires after
+        the policy's ``approval_ttl_seconds``: a stale or mismatched approval rejects the action.
+        """
         assert p.approval_id is not None
         current = self.ledger.approval(p.approval_id)
         if current.status == "pending":
@@ -333,18 +338,40 @@ class GuardNodes(NodeBase):
                 decided_by=offered.approver,
                 decision=offered.model_dump(mode="json"),
             )
-            return offered
-        try:
-            return parse_decision(current.decision)
-        except ValidationError:
-            return Reject(approver="system", reason=f"recorded decision of {p.approval_id} is unreadable")
+            decision = offered
+        else:
+            try:
+                decision = parse_decision(current.decision)
+            except ValidationError:
+                return Reject(approver="system", reason=f"recorded decision of {p.approval_id} is unreadable")
+        if isinstance(decision, Reject):
+            return decision
+        if current.args_hash != args_hash(p.args):
+            return Reject(approver="system", reason=f"{p.approval_id} was granted for other arguments")
+        ttl = self.policy.spec.agent.approval_ttl_seconds
+        age = (datetime.now(UTC) - datetime.fromisoformat(current.created_at)).total_seconds()
+        if ttl is not None and age > ttl:
+            return Reject(
+                approver="system",
+                reason=f"{p.approval_id} expired: {age:.0f}s after the request, limit {ttl:g}s",
+            )
+        return decision
 
     def _recheck_edit(
         self, state: WorkflowState, config: RunnableConfig, p: Proposal, edit: Edit, base: dict[str, Any]
     ) -> tuple[Proposal, ToolMessage | None]:
-        spec = self.tools.get(p.tool)
-        assert spec is not None
-        merged = jsonable({**p.args, **edit.args})
+        name = edit.tool or p.tool
+        spec = self.tools.get(name)
+        if spec is None or name not in self.routes[state.get("route", "other")]:
+            why = f"edit names tool {name!r}, which is not offered on this route"
+            self._event(state, config, event="rejected", args=jsonable(edit.args), error=why, **base)
+            return (
+                p.model_copy(update={"status": "rejected"}),
+                tool_reply(p.tool_call_id, p.tool, {"status": "rejected", "reason": why}),
+            )
+        merged = jsonable(edit.args if name != p.tool else {**p.args, **edit.args})
+        p = p.model_copy(update={"tool": name})
+        base = {**base, "tool": name}
         parsed = spec.parse(merged)
         if isinstance(parsed, ArgumentProblem):
             why = "edited arguments invalid: " + "; ".join(parsed.errors)

@@ -80,6 +80,9 @@ class Edit(_Frozen):
     approver: str
     args: dict[str, JsonValue]
     comment: str = ""
+    tool: str | None = None
+    """Run a different tool instead (``args`` are then its complete arguments); the new
+    tool's own rules decide, and it must be offered on the run's route."""
 
     @field_validator("args", mode="after")
     @classmethod

@@ -166,7 +166,9 @@ class Policy:
     def from_text(
         cls, text: str, *, source: str = "<string>", predicates: PredicateRegistry | None = None
     ) -> Policy:
-        return cls(parse_policy(text, source=source, predicates=predicates), source=source, predicates=predicates)
+        return cls(
+            parse_policy(text, source=source, predicates=predicates), source=source, predicates=predicates
+        )
 
     def with_candidate(self, candidate: Policy | None) -> Policy:
         """This policy, enforced as is, with ``candidate`` evaluated in shadow beside it."""
@@ -212,7 +214,9 @@ class Policy:
         """
         enforced = self.evaluate(action, role=role, principal=principal)
         if self.candidate is not None:
-            return enforced, self.candidate._decide(action, role=role, principal=principal, include_shadow=True)
+            return enforced, self.candidate._decide(
+                action, role=role, principal=principal, include_shadow=True
+            )
         if self.has_shadow:
             return enforced, self._decide(action, role=role, principal=principal, include_shadow=True)
         return enforced, None
@@ -256,6 +260,8 @@ def _canonical(spec: PolicyFile) -> dict[str, Any]:
     they existed.
     """
     data = spec.model_dump(mode="json")
+    if data["agent"].get("approval_ttl_seconds") is None:
+        data["agent"].pop("approval_ttl_seconds", None)
     for k in _NEW_ROOT:
         if data.get(k) is None:
             data.pop(k, None)
@@ -279,7 +285,9 @@ def _resolve_predicates(
             if fn is None:
                 raise PolicyFileError(
                     path=source,
-                    problems=[PolicyProblem(key=f"tools.{t}.predicates.{i}", reason=f"unknown predicate '{name}'.")],
+                    problems=[
+                        PolicyProblem(key=f"tools.{t}.predicates.{i}", reason=f"unknown predicate '{name}'.")
+                    ],
                 )
             fns.append((name, fn))
         if fns:

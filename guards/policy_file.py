@@ -69,6 +69,8 @@ class AgentSection(_Strict):
     max_model_spend_usd: float = Field(ge=0)
     max_tool_error_retries: int = Field(default=2, ge=0)
     """Consecutive malformed or failed tool calls tolerated before escalation."""
+    approval_ttl_seconds: float | None = Field(default=None, gt=0)
+    """An approval decided (or applied) later than this after it was requested is void."""
     escalation: EscalationSection = EscalationSection()
 
     @model_validator(mode="before")
@@ -76,7 +78,7 @@ class AgentSection(_Strict):
     def _ints_as_floats(cls, data: Any) -> Any:
         if isinstance(data, dict):
             data = dict(data)
-            for k in ("max_wall_clock_seconds", "max_model_spend_usd"):
+            for k in ("max_wall_clock_seconds", "max_model_spend_usd", "approval_ttl_seconds"):
                 v = data.get(k)
                 if isinstance(v, int) and not isinstance(v, bool):
                     data[k] = float(v)
