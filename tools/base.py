@@ -9,6 +9,8 @@ model choose the principal. Write tools declare ``effect="write"`` and may suppl
 
 from __future__ import annotations
 
+import copy
+import functools
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,13 +147,15 @@ class ToolSpec(Generic[A, R]):
         return self.fn(args, ctx)
 
     def openai_schema(self) -> dict[str, Any]:
-        """The schema handed to a chat model's ``bind_tools``."""
-        params = self.args_model.model_json_schema()
-        params.pop("title", None)
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": params},
-        }
+        """The schema handed to a chat model's ``bind_tools`` (built once per tool)."""
+        return copy.deepcopy(_function_schema(self.name, self.description, self.args_model))
+
+
+@functools.lru_cache(maxsize=512)
+def _function_schema(name: str, description: str, args_model: type[BaseModel]) -> dict[str, Any]:
+    params = args_model.model_json_schema()
+    params.pop("title", None)
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
 
 
 def tool(
