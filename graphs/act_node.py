@@ -39,6 +39,16 @@ class ActNode(NodeBase):
         for i, p in enumerate(props):
             if p.status not in ("allowed", "approved"):
                 continue
+            if outcome is not None:  # handed off: nothing else in this message may run
+                props[i] = p.model_copy(update={"status": "skipped"})
+                replies.append(
+                    tool_reply(
+                        p.tool_call_id,
+                        p.tool,
+                        {"status": "not_executed", "reason": "the case was handed to a human"},
+                    )
+                )
+                continue
             spec = self.tools.get(p.tool)
             assert spec is not None
             now: WorkflowState = {**state, "evidence": evidence}  # type: ignore[typeddict-item]

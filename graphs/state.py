@@ -210,6 +210,8 @@ class WorkflowState(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
     customer_id: str
     """The end user the run acts for (set by the caller, never by the model)."""
+    thread_customer: str
+    """The customer the thread was started for; a thread never changes customer."""
     run_id: str
     route: str
     usage: Usage

@@ -179,7 +179,15 @@ class Workflow(GuardNodes, ActNode):
                 action=EscalationAction.ASK_USER,
             )
             return fresh
-        fresh["customer_id"] = customer
+        bound = state.get("thread_customer")
+        if bound and bound != customer:  # memory of one customer must never reach another's run
+            fresh["halt"] = Halt(
+                rule_id="input.customer_mismatch",
+                reason=f"this thread belongs to {bound}; start a new thread for {customer}",
+                action=EscalationAction.ASK_USER,
+            )
+            return fresh
+        fresh["customer_id"] = fresh["thread_customer"] = customer
         st: WorkflowState = {**state, **fresh}  # type: ignore[typeddict-item]
         self._event(st, config, event="run_started", detail=str(request.content)[:2000])
         price = price_for(self.router_model_id, self.prices)

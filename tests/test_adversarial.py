@@ -296,22 +296,9 @@ TURNS_FOR = {route: st.lists(calls_for(sorted(tools)), min_size=1, max_size=5) f
 REQUESTS = st.sampled_from(REQUEST_TEXTS)
 
 
-def fits_64_bits(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return -(2**63) <= value < 2**63
-    if isinstance(value, dict):
-        return all(fits_64_bits(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return all(fits_64_bits(v) for v in value)
-    return True
-
-
-# Human decisions keep integers within 64 bits: larger ones in an Edit crash the thread (a known bug, see
-# test_workflow.py::test_an_edit_with_an_oversized_integer_is_refused_not_crashing_the_thread).
 DECISION = st.one_of(
     st.just("approve"), st.just("approve"), st.just("reject"),
+    st.tuples(st.just("edit"), st.fixed_dictionaries({"amount_usd": st.sampled_from([20, 45, 10, 60, 25.5])})),
     st.tuples(st.just("edit"), ARGS_BY_TOOL["issue_refund"] | st.fixed_dictionaries({"amount_usd": AMOUNTS})),
     st.tuples(st.just("raw"), st.sampled_from([
         {"kind": "approve", "approver": "raw-human"}, {"kind": "approve"}, "approve", 1, "",
@@ -320,7 +307,7 @@ DECISION = st.one_of(
         {"kind": "edit", "approver": "raw-human"}, {"kind": "reject", "approver": "raw-human"},
         ["approve"], {"kind": "APPROVE", "approver": "raw-human"},
     ])),
-).filter(fits_64_bits)
+)
 ID_MODES = st.sampled_from(["unique"] * 7 + ["per_turn"] * 2 + ["missing"])
 
 
@@ -521,7 +508,10 @@ def check_run(arena: Arena, thread: str, spec: Spec, delivered: list[AIMessage],
     # (ii) the tool-call budget: admitted calls (each proposal reserves one) and executions
     assert len(proposed) <= MAX_TOOL_CALLS
     assert len(executed) <= MAX_TOOL_CALLS
-    assert len([r for r in rows if r.event == "budget_exceeded"]) <= 1
+    over_budget = [r for r in rows if r.event == "budget_exceeded"]
+    assert len(over_budget) <= 1
+    if over_budget:  # the cap is only hit once every admitted slot was used
+        assert len(proposed) == MAX_TOOL_CALLS and over_budget[0].rule_id == "agent.max_tool_calls"
 
     # what the model, the user or the test (as a human editor) wrote: echoes of it are not leaks
     supplied: set[str] = {spec.request}
@@ -572,6 +562,9 @@ def check_run(arena: Arena, thread: str, spec: Spec, delivered: list[AIMessage],
             assert args.get("customer_id") in (None, "", CUSTOMER), args
             STATS["sql queries executed"] += 1
         assert not foreign_data(ex.result, supplied), (ex.tool, foreign_data(ex.result, supplied))
+    handed_off = [r.seq for r in executed if r.tool == "handoff_to_human"]
+    if handed_off:  # reported, not asserted: test_workflow.py::test_nothing_runs_after_a_hand_off_in_the_same_message
+        STATS["executed after a hand-off (known bug)"] += sum(r.seq > handed_off[0] for r in executed)
     for r in rows:  # nor does any other ledger row carry another customer's data back
         if r.event != "executed":
             assert not foreign_data(r.result, supplied), r
@@ -734,7 +727,7 @@ def test_hand_written_hostile_scripts(arena: Arena, name: str) -> None:
     arena.play(CORPUS[name])
 
 
-EXAMPLES = int(os.environ.get("TETHER_FUZZ_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("TETHER_FUZZ_EXAMPLES", "500"))
 
 
 @settings(
@@ -752,7 +745,7 @@ def test_hostile_model_cannot_break_the_guarantees(arena: Arena, spec: Spec) -> 
 def test_the_fuzzer_tried_thousands_of_hostile_calls(arena: Arena) -> None:
     """Runs last in this module: the property test really exercised every path."""
     print(f"\n[adversarial] hostile tool calls tried: {STATS['hostile tool calls']}")
-    if STATS["runs"] < EXAMPLES:  # run on its own (-k): nothing to report
+    if STATS["runs"] < EXAMPLES + len(CORPUS):  # not the whole module (-k): nothing to report
         pytest.skip("run the whole module to count")
     assert STATS["hostile tool calls"] >= 2000
     for path in ("ledger proposed invalid", "ledger proposed deny", "ledger proposed allow",

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 
+from tether.agents.models import ModelConfig
+from tether.agents.support.desk import SupportDesk
 from tether.checkpoints.checkpointer import open_checkpointer
 from tether.checkpoints.ledger import Ledger
 from tether.config import Home
@@ -46,6 +48,7 @@ from helpers import (
     state,
     tc,
     unanswered_tool_calls,
+    world_query,
 )
 
 
@@ -531,6 +534,15 @@ def test_citation_must_be_retrieved_earlier_in_the_same_run(harness: Any, home: 
     assert [a for _, _, a, *_ in agent_refunds(home.world)] == [10.0]
 
 
+def test_evidence_retrieved_in_an_earlier_run_cannot_be_cited(harness: Any, home: Home) -> None:
+    h = harness([calls(SEARCH), answer("found the policy"), calls(refund(10.0, "r_later")), answer()])
+    h.start(REFUND_TEXT)
+    h.start("Now refund $10 on O-20417 please")  # same thread, new run: nothing retrieved yet
+    (proposed,) = h.events("proposed", "issue_refund")
+    assert (proposed.decision, proposed.rule_id) == ("deny", "tools.issue_refund.require_citation")
+    assert agent_refunds(home.world) == []
+
+
 def test_sql_tool_refuses_free_sql_and_other_customers(harness: Any, home: Home) -> None:
     h = harness([
         call("run_sql_query", {"template": "orders_last_month", "sql": "SELECT * FROM customers"}, "q_sql"),
@@ -562,8 +574,6 @@ def test_crm_update_writes_only_allowed_fields(harness: Any, home: Home) -> None
     assert decided["u_mixed"] == ("deny", "tools.update_crm_record.allowed_fields")
     assert decided["u_empty"] == ("deny", "tools.update_crm_record.allowed_fields")
     assert decided["u_ok"] == ("allow", "tools.update_crm_record.allowed")
-    from helpers import world_query
-
     assert world_query(home.world, "SELECT field, new_value FROM crm_changes") == [("email", "dana@new.example")]
     assert world_query(home.world, "SELECT credit_limit_usd, phone FROM crm_contacts WHERE customer_id='C-1042'") \
         == [(500, "+1-555-0142")]
@@ -645,8 +655,12 @@ def test_a_reused_tool_call_id_is_not_answered_with_another_calls_result(harness
     h.start("I also need a refund of $10 for order O-20388")
     payload = h.model.last_seen_tool_messages()["call_0"]
     refunds = [(o, a) for _, o, a, *_ in agent_refunds(home.world)]
-    # either the second refund really happened, or the model is not told it did
-    assert ("O-20388", 10.0) in refunds or payload.get("status") != "ok"
+    # both refunds really happened, each under its own idempotency key, and nothing was "replayed"
+    assert refunds == [(KETTLE_ORDER, 12.0), ("O-20388", 10.0)]
+    assert payload["status"] == "ok" and not payload.get("replayed")
+    assert payload["result"]["order_id"] == "O-20388"
+    executed = h.events("executed", "issue_refund")
+    assert len({e.idempotency_key for e in executed}) == 2
 
 
 def test_an_argument_the_checkpointer_cannot_encode_does_not_crash_the_run(harness: Any, home: Home) -> None:
@@ -661,14 +675,35 @@ def test_an_argument_the_checkpointer_cannot_encode_does_not_crash_the_run(harne
 
 
 def test_an_edit_with_an_oversized_integer_is_refused_not_crashing_the_thread(home: Home) -> None:
-    from tether.agents.models import ModelConfig
-    from tether.agents.support.desk import SupportDesk
-
     with SupportDesk(home=home, models=ModelConfig()) as desk:
         r = desk.run("Please refund $40 for order O-20417, the kettle arrived damaged",
                      customer_id="C-1042", thread_id="big-edit")
         (req,) = r.waiting_for
         desk.decide(req.approval_id, Edit(approver="lead", args={"amount_usd": 10**20}))
-        r2 = desk.resume("big-edit")  # raises TypeError today, on every attempt
+        r2 = desk.resume("big-edit")  # used to raise TypeError on every attempt, leaving the thread stuck
         assert r2.status != "awaiting_approval" and r2.outcome is not None
         assert agent_refunds(home.world) == []
+        assert not events(desk.ledger, "big-edit", "executed", "issue_refund")
+        # the thread is usable again
+        assert desk.run("What did I order last month?", customer_id="C-1042", thread_id="big-edit").status \
+            == "resolved"
+
+
+def test_nothing_runs_after_a_hand_off_in_the_same_message(harness: Any, home: Home) -> None:
+    h = harness([calls(SEARCH),
+                 calls(tc("handoff_to_human", {"summary": "customer wants a refund", "reason": "needs a human"}, "h1"),
+                       refund(10.0, "r_after")),
+                 answer()])
+    outcome = h.start(REFUND_TEXT)["outcome"]
+    assert isinstance(outcome, Escalated) and outcome.rule_id == "tools.handoff_to_human"
+    assert world_query(home.world, "SELECT COUNT(*) FROM support_tickets") == [(1,)]
+    assert agent_refunds(home.world) == []
+    assert not h.events("executed", "issue_refund")
+
+
+def test_a_thread_does_not_carry_one_customers_memory_into_anothers_run(harness: Any) -> None:
+    h = harness([answer("noted"), answer("hello")])
+    h.start("Please update my phone to +1-555-0199, my address is 12 Secret Lane", "shared")
+    start(h.app, "hello", "shared", customer="C-1043")
+    prompts = [str(m.content) for m in h.model.seen[-1]] if len(h.model.seen) == 2 else []
+    assert not any("12 Secret Lane" in p or "+1-555-0199" in p for p in prompts)

@@ -117,7 +117,8 @@ class OfflineSupportModel(_OfflineBase):
             if isinstance(m, SystemMessage) and (hit := re.search(r"route: (\w+)", str(m.content))):
                 route = hit.group(1)
         text, results, turns = _last_request(messages)
-        done = {m.name: _payload(m) for m in results if m.name}
+        names = {tc["id"]: tc["name"] for t in turns for tc in t.tool_calls}  # providers may drop names
+        done = {m.name or names.get(m.tool_call_id, ""): _payload(m) for m in results}
         n = len(turns) + 1
         play: Callable[[str, dict[str, dict[str, Any]], int], AIMessage] = {
             "refund": _refund,

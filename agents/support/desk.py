@@ -106,8 +106,20 @@ class SupportDesk:
     """A session over ``$TETHER_HOME``. Use as a context manager."""
 
     def __init__(
-        self, *, home: Home | None = None, policy: Policy | None = None, models: ModelConfig | None = None
+        self,
+        *,
+        home: Home | None = None,
+        policy: Policy | None = None,
+        models: ModelConfig | None = None,
+        principal: str | None = None,
+        roles: tuple[str, ...] = (),
     ) -> None:
+        """``principal`` and ``roles`` identify the agent to the policy (never the model)."""
+        self._identity: dict[str, Any] = {}
+        if principal:
+            self._identity["principal"] = principal
+        if roles:
+            self._identity["roles"] = list(roles)
         self.home = (home or Home.from_env()).ensure()
         self._stack = ExitStack()
         self.ledger = self._stack.enter_context(Ledger.open(self.home.ledger_url))
@@ -131,9 +143,8 @@ class SupportDesk:
     def policy(self) -> Policy:
         return self.workflow.policy
 
-    @staticmethod
-    def _config(thread_id: str) -> RunnableConfig:
-        return {"configurable": {"thread_id": thread_id}, "recursion_limit": 100}
+    def _config(self, thread_id: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": thread_id, **self._identity}, "recursion_limit": 100}
 
     def run(self, text: str, *, customer_id: str, thread_id: str) -> RunResult:
         """Start a new request on a thread (the thread may hold earlier requests)."""

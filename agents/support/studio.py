@@ -9,6 +9,7 @@ arrive as interrupts carrying an ``ApprovalRequest``; resume with
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tether.agents.models import ModelConfig
@@ -19,8 +20,15 @@ from tether.config import Home
 __all__ = ["make_graph"]
 
 
-def make_graph() -> Any:
-    """Graph factory for the LangGraph server: the support desk over ``$TETHER_HOME``."""
+def _build() -> Any:
     home = Home.from_env().ensure()
     ledger = Ledger.open(home.ledger_url)
     return support_workflow(home=home, ledger=ledger, models=ModelConfig.from_env()).compile()
+
+
+async def make_graph() -> Any:
+    """Graph factory for the LangGraph server: the support desk over ``$TETHER_HOME``.
+
+    Opening files is blocking work, so it runs in a worker thread, off the server's event loop.
+    """
+    return await asyncio.to_thread(_build)
