@@ -12,7 +12,8 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 setup: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,postgres]' --config-settings editable_mode=strict
+	$(BIN)/pip install -q torch==2.13.0  # the CPU build first, so nothing pulls a CUDA one
+	$(BIN)/pip install -q -e '.[dev,postgres,embeddings]' --config-settings editable_mode=strict
 
 demo: setup
 	$(BIN)/tether demo
@@ -22,7 +23,7 @@ lint: setup
 	$(BIN)/mypy -p tether
 
 test: setup lint
-	TETHER_MIN_TESTS=$${TETHER_MIN_TESTS:-150} $(BIN)/pytest tests -q
+	TETHER_MIN_TESTS=$${TETHER_MIN_TESTS:-600} $(BIN)/pytest tests -q
 
 bench: setup
 	$(BIN)/python bench/overhead.py

@@ -1,5 +1,21 @@
-"""Citation-bearing retrieval."""
+"""Citation-bearing retrieval.
 
-from tether.retrieval.knowledge import Evidence, KnowledgeBase, Passage
+``KnowledgeBase`` is BM25 and always available. ``VectorKnowledgeBase`` (LlamaIndex over
+embedded Chroma) and ``HybridKnowledgeBase`` (BM25 + vectors, reciprocal-rank fusion) need the
+``embeddings`` extra; importing them is free, building one without the extra raises ``MissingExtra``.
+"""
 
-__all__ = ["Evidence", "KnowledgeBase", "Passage"]
+from tether.retrieval.hybrid import EvidenceSearch, HybridKnowledgeBase, reciprocal_rank_fusion
+from tether.retrieval.knowledge import Evidence, KnowledgeBase, Passage, read_passages
+from tether.retrieval.vector import VectorKnowledgeBase
+
+__all__ = [
+    "Evidence",
+    "EvidenceSearch",
+    "HybridKnowledgeBase",
+    "KnowledgeBase",
+    "Passage",
+    "VectorKnowledgeBase",
+    "read_passages",
+    "reciprocal_rank_fusion",
+]

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
-from llama_index.core.schema import TextNode
+from llama_index.core.schema import BaseNode, TextNode
 from llama_index.retrievers.bm25 import BM25Retriever
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Evidence", "KnowledgeBase", "Passage"]
+__all__ = ["Evidence", "KnowledgeBase", "Passage", "read_passages"]
 
 
 class Passage(BaseModel):
@@ -63,6 +63,14 @@ def _read_doc(path: Path) -> list[Passage]:
     ]
 
 
+def read_passages(path: Path) -> list[Passage]:
+    """Every passage of every ``*.md`` document under ``path``, in file-name order."""
+    passages: list[Passage] = []
+    for doc in sorted(path.glob("*.md")):
+        passages.extend(_read_doc(doc))
+    return passages
+
+
 class KnowledgeBase:
     """BM25 search over passages. Build with ``from_dir`` or ``from_passages``."""
 
@@ -70,15 +78,15 @@ class KnowledgeBase:
         self._passages = {p.evidence_id: p for p in passages}
         if not self._passages:
             raise ValueError("a knowledge base needs at least one passage")
-        nodes = [TextNode(id_=p.evidence_id, text=f"{p.title}. {p.text}") for p in self._passages.values()]
-        self._retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(3, len(nodes)))
+        nodes: list[BaseNode] = [
+            TextNode(id_=p.evidence_id, text=f"{p.title}. {p.text}") for p in self._passages.values()
+        ]
+        # Rank every passage so ``top_k`` above 3 is honoured (the slice in ``search`` picks the head).
+        self._retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes))
 
     @classmethod
     def from_dir(cls, path: Path) -> KnowledgeBase:
-        passages: list[Passage] = []
-        for doc in sorted(path.glob("*.md")):
-            passages.extend(_read_doc(doc))
-        return cls(passages)
+        return cls(read_passages(path))
 
     def get(self, evidence_id: str) -> Passage | None:
         return self._passages.get(evidence_id)

@@ -8,11 +8,12 @@ resumes threads across processes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -24,15 +25,23 @@ from tether.agents.support.world import connect_world
 from tether.checkpoints.checkpointer import open_checkpointer
 from tether.checkpoints.ledger import Approval, Ledger
 from tether.config import Home
-from tether.errors import ApprovalError, TetherError
+from tether.errors import ApprovalError, ConfigError, TetherError
 from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
 from tether.graphs.workflow import DECISION_STATUS, Workflow, parse_decision
 from tether.guards.policy import Policy
 from tether.guards.ratelimit import RuntimeLimits
 from tether.guards.secret_refs import SecretResolver
-from tether.retrieval.knowledge import KnowledgeBase
+from tether.retrieval import EvidenceSearch, HybridKnowledgeBase, KnowledgeBase, VectorKnowledgeBase
 
-__all__ = ["POLICY_PATH", "SUPPORT_ROUTES", "RunResult", "SupportDesk", "support_workflow"]
+__all__ = [
+    "POLICY_PATH",
+    "SUPPORT_ROUTES",
+    "Retrieval",
+    "RunResult",
+    "SupportDesk",
+    "open_knowledge_base",
+    "support_workflow",
+]
 
 _HERE = Path(__file__).parent
 POLICY_PATH = _HERE / "agent-policy.yaml"
@@ -59,6 +68,7 @@ def support_workflow(
     policy: Policy | None = None,
     models: ModelConfig | None = None,
     world: Path | None = None,
+    retrieval: Retrieval | None = None,
 ) -> Workflow:
     """The support desk as a ``Workflow``. Compile it with any LangGraph checkpointer.
 
@@ -67,10 +77,11 @@ def support_workflow(
     """
     models = models or ModelConfig()
     policy = policy or Policy.from_yaml(POLICY_PATH)
+    kb = open_knowledge_base(retrieval or _retrieval_from_env(), home)
     return Workflow(
         name="support",
         policy=policy,
-        tools=build_support_tools(KnowledgeBase.from_dir(KB_DIR)),
+        tools=build_support_tools(kb),
         routes=SUPPORT_ROUTES,
         router_model=load_chat_model(models.router, base_url=models.base_url),
         router_model_id=models.router,
@@ -84,6 +95,27 @@ def support_workflow(
         limits=RuntimeLimits.open(policy, home.root / "limits.sqlite"),
         secrets=SecretResolver(),
     )
+
+
+Retrieval = Literal["bm25", "vector", "hybrid"]
+
+
+def _retrieval_from_env() -> Retrieval:
+    value = os.environ.get("TETHER_RETRIEVAL", "bm25")
+    if value not in ("bm25", "vector", "hybrid"):
+        raise ConfigError(setting="TETHER_RETRIEVAL", reason=f"{value!r}: use bm25, vector or hybrid")
+    return value  # type: ignore[return-value]
+
+
+def open_knowledge_base(kind: Retrieval, home: Home) -> EvidenceSearch:
+    """The policy KB: BM25 (no extra), or LlamaIndex over an embedded Chroma index in
+    ``$TETHER_HOME/index`` (``vector``, ``hybrid``; needs the ``embeddings`` extra)."""
+    if kind == "bm25":
+        return KnowledgeBase.from_dir(KB_DIR)
+    persist = home.root / "index"
+    if kind == "vector":
+        return VectorKnowledgeBase.from_dir(KB_DIR, persist_dir=persist)
+    return HybridKnowledgeBase.from_dir(KB_DIR, persist_dir=persist)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -121,13 +153,15 @@ class SupportDesk:
         if roles:
             self._identity["roles"] = list(roles)
         self.home = (home or Home.from_env()).ensure()
-        self._stack = ExitStack()
-        self.ledger = self._stack.enter_context(Ledger.open(self.home.ledger_url))
-        self.workflow = support_workflow(
-            home=self.home, ledger=self.ledger, policy=policy, models=models or ModelConfig.from_env()
-        )
-        self._saver = self._stack.enter_context(open_checkpointer(self.home.checkpoint_url))
-        self.app = self.workflow.compile(checkpointer=self._saver)
+        with ExitStack() as stack:  # on any error below, what was opened is closed again
+            self.ledger = stack.enter_context(Ledger.open(self.home.ledger_url))
+            self.workflow = support_workflow(
+                home=self.home, ledger=self.ledger, policy=policy, models=models or ModelConfig.from_env()
+            )
+            stack.callback(self.workflow.close)
+            self._saver = stack.enter_context(open_checkpointer(self.home.checkpoint_url))
+            self.app = self.workflow.compile(checkpointer=self._saver)
+            self._stack = stack.pop_all()
 
     def __enter__(self) -> SupportDesk:
         return self
@@ -136,7 +170,6 @@ class SupportDesk:
         self.close()
 
     def close(self) -> None:
-        self.workflow.close()
         self._stack.close()
 
     @property

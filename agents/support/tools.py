@@ -17,7 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tether.errors import ToolError
-from tether.retrieval.knowledge import Evidence, KnowledgeBase
+from tether.retrieval.hybrid import EvidenceSearch
+from tether.retrieval.knowledge import Evidence
 from tether.tools.base import ToolContext, Toolset, tool
 
 __all__ = ["SQL_TEMPLATES", "build_support_tools"]
@@ -257,7 +258,7 @@ SQL_TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
 # ---------------------------------------------------------------- the toolset
 
 
-def build_support_tools(kb: KnowledgeBase) -> Toolset:
+def build_support_tools(kb: EvidenceSearch) -> Toolset:
     """The support desk's tools; ``search_policy`` searches ``kb``."""
 
     @tool(name="lookup_customer")
