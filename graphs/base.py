@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -22,27 +22,34 @@ from tether.tools.base import ToolContext, Toolset, ToolSpec
 __all__ = ["NodeBase"]
 
 
+@dataclass(frozen=True, kw_only=True)
 class NodeBase:
-    """Fields are declared here and defined by ``Workflow`` (a frozen dataclass)."""
+    """The workflow's configuration, shared by every node (``Workflow`` adds the nodes)."""
 
     name: str
     policy: Policy
     tools: Toolset
     routes: Mapping[str, Sequence[str]]
+    """Route name -> tools offered on that route. Must include ``"other"``."""
     router_model: BaseChatModel
     router_model_id: str
     model: BaseChatModel
     model_id: str
     ledger: Ledger
-    db: sqlite3.Connection
+    db: Any
+    """The business database the tools act on (``sqlite3.Connection`` for the support desk)."""
     system_prompt: str
-    prompt_version: str
-    prices: Mapping[str, ModelPrice]
-    tool_timeout_seconds: float
-    principal: str
-    roles: tuple[str, ...]
-    limits: RuntimeLimits | None
-    secrets: SecretResolver | None
+    prompt_version: str = "v1"
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    tool_timeout_seconds: float = 20.0
+    principal: str = "tether-agent"
+    """The agent identity (overridable per run with ``configurable.principal``)."""
+    roles: tuple[str, ...] = ()
+    """The agent's roles (overridable per run with ``configurable.roles``)."""
+    limits: RuntimeLimits | None = None
+    """Rate limits and circuit breakers checked at act time (persisted; see ``guards.ratelimit``)."""
+    secrets: SecretResolver | None = None
+    """Resolves tool credentials by reference; every resolved value is redacted from the ledger."""
 
     @staticmethod
     def _thread(config: RunnableConfig) -> str:

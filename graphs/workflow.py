@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
     AnyMessage,
@@ -35,8 +34,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from tether.agents.models.pricing import ModelPrice, estimate_tokens, price_for
-from tether.checkpoints.ledger import Ledger
+from tether.agents.models.pricing import estimate_tokens, price_for
 from tether.graphs.act_node import ActNode
 from tether.graphs.guard_nodes import GuardNodes
 from tether.graphs.messages import (
@@ -50,10 +48,6 @@ from tether.graphs.messages import (
 from tether.graphs.state import Escalated, Halt, Memory, Resolved, TurnSummary, WorkflowState
 from tether.guards.budgets import Usage
 from tether.guards.decisions import EscalationAction
-from tether.guards.policy import Policy
-from tether.guards.ratelimit import RuntimeLimits
-from tether.guards.secret_refs import SecretResolver
-from tether.tools.base import Toolset
 
 __all__ = ["DECISION_STATUS", "MEMORY_WINDOW", "Node", "Workflow", "crash_point", "parse_decision"]
 
@@ -70,32 +64,10 @@ _CLOSING = {
 
 @dataclass(frozen=True, kw_only=True)
 class Workflow(GuardNodes, ActNode):
-    """Everything a governed workflow needs. ``graph()`` returns a plain ``StateGraph``."""
+    """Everything a governed workflow needs (fields: see ``graphs.base.NodeBase``).
 
-    name: str
-    policy: Policy
-    tools: Toolset
-    routes: Mapping[str, Sequence[str]]
-    """Route name -> tools offered on that route. Must include ``"other"``."""
-    router_model: BaseChatModel
-    router_model_id: str
-    model: BaseChatModel
-    model_id: str
-    ledger: Ledger
-    db: Any
-    """The business database the tools act on (``sqlite3.Connection`` for the support desk)."""
-    system_prompt: str
-    prompt_version: str = "v1"
-    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
-    tool_timeout_seconds: float = 20.0
-    principal: str = "tether-agent"
-    """The agent identity (overridable per run with ``configurable.principal``)."""
-    roles: tuple[str, ...] = ()
-    """The agent's roles (overridable per run with ``configurable.roles``)."""
-    limits: RuntimeLimits | None = None
-    """Rate limits and circuit breakers checked at act time (persisted; see ``guards.ratelimit``)."""
-    secrets: SecretResolver | None = None
-    """Resolves tool credentials by reference; every resolved value is redacted from the ledger."""
+    ``graph()`` returns a plain ``StateGraph``; ``compile()`` compiles it.
+    """
 
     def __post_init__(self) -> None:
         if "other" not in self.routes:
