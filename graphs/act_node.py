@@ -36,6 +36,7 @@ class ActNode(NodeBase):
         streak = state.get("error_streak", 0)
         halt: Halt | None = None
         outcome: Escalated | None = None
+        moved = dict(state.get("moved_usd", {}))
         for i, p in enumerate(props):
             if p.status not in ("allowed", "approved"):
                 continue
@@ -51,7 +52,7 @@ class ActNode(NodeBase):
                 continue
             spec = self.tools.get(p.tool)
             assert spec is not None
-            now: WorkflowState = {**state, "evidence": evidence}  # type: ignore[typeddict-item]
+            now: WorkflowState = {**state, "evidence": evidence, "moved_usd": moved}  # type: ignore[typeddict-item]
             ctx = self._ctx(now, config, p)
             base: dict[str, Any] = dict(
                 tool_call_id=p.tool_call_id,
@@ -66,6 +67,7 @@ class ActNode(NodeBase):
             done = self.ledger.completed(ctx.idempotency_key)
             if done is not None:  # completed before a crash or an earlier resume: reuse, never repeat
                 props[i] = p.model_copy(update={"status": "executed"})
+                self._add_moved(moved, spec, p)
                 replies.append(
                     tool_reply(
                         p.tool_call_id, p.tool, {"status": "ok", "result": done.result, "replayed": True}
@@ -130,6 +132,7 @@ class ActNode(NodeBase):
             streak = 0
             self._after(p.tool, ok=True)
             props[i] = p.model_copy(update={"status": "executed"})
+            self._add_moved(moved, spec, p)
             cited: tuple[str, ...] = ()
             if spec.yields_evidence:
                 found = [e for e in getattr(result, "evidence", []) if isinstance(e, Evidence)]
@@ -155,6 +158,7 @@ class ActNode(NodeBase):
             "error_streak": streak,
             "halt": halt,
             "outcome": outcome,
+            "moved_usd": moved,
             "actions": [*state.get("actions", []), *closed_actions(state.get("proposals", []), props)],
         }
 
@@ -162,7 +166,9 @@ class ActNode(NodeBase):
         self, spec: ToolSpec[Any, Any], p: Proposal, state: WorkflowState, config: RunnableConfig
     ) -> Deny | None:
         """The policy as it stands at execution time, plus rate limits and circuit breakers."""
-        action = self._describe(spec, spec.args_model.model_validate(p.args), state, config)
+        action = self._with_run_total(
+            self._describe(spec, spec.args_model.model_validate(p.args), state, config), spec, state
+        )
         decision = self.policy.evaluate(action)
         if isinstance(decision, Deny | Escalate):
             return Deny(rule_id=decision.rule_id, reason=f"at execution time: {decision.reason}")
@@ -173,6 +179,12 @@ class ActNode(NodeBase):
             if isinstance(gate, Deny):
                 return gate
         return None
+
+    @staticmethod
+    def _add_moved(moved: dict[str, float], spec: ToolSpec[Any, Any], p: Proposal) -> None:
+        amount = p.args.get(spec.amount_arg) if spec.amount_arg else None
+        if isinstance(amount, int | float) and not isinstance(amount, bool):
+            moved[spec.name] = moved.get(spec.name, 0.0) + float(amount)
 
     def _after(self, tool: str, *, ok: bool) -> None:
         if self.limits is not None:

@@ -96,6 +96,23 @@ class NodeBase:
             roles=roles,
         )
 
+    def _with_run_total(
+        self,
+        action: ActionRequest,
+        spec: ToolSpec[Any, Any],
+        state: WorkflowState,
+        admitted: Sequence[Proposal] = (),
+    ) -> ActionRequest:
+        """Add what this tool already moved in the run, plus calls admitted earlier in this message."""
+        if spec.amount_arg is None:
+            return action
+        total = state.get("moved_usd", {}).get(spec.name, 0.0)
+        for p in admitted:
+            value = p.args.get(spec.amount_arg)
+            if p.tool == spec.name and isinstance(value, int | float) and not isinstance(value, bool):
+                total += float(value)
+        return action.model_copy(update={"run_total_usd": total})
+
     def _ctx(self, state: WorkflowState, config: RunnableConfig, p: Proposal) -> ToolContext:
         return ToolContext(
             customer_id=state.get("customer_id", ""),

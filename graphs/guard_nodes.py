@@ -96,7 +96,10 @@ class GuardNodes(NodeBase):
                 proposals.append(skipped)
                 continue
             usage = usage.add(tool_calls=1)  # reserved before deciding: floods of calls hit the cap
-            p, reply, stop = self._check_call(state, config, skipped, raw, step=usage.tool_calls)
+            admitted = [q for q in proposals if q.status in ("allowed", "awaiting_approval")]
+            p, reply, stop = self._check_call(
+                state, config, skipped, raw, step=usage.tool_calls, admitted=admitted
+            )
             proposals.append(p)
             if reply is not None:
                 replies.append(reply)
@@ -146,7 +149,14 @@ class GuardNodes(NodeBase):
         )
 
     def _check_call(
-        self, state: WorkflowState, config: RunnableConfig, p: Proposal, raw: dict[str, Any], *, step: int
+        self,
+        state: WorkflowState,
+        config: RunnableConfig,
+        p: Proposal,
+        raw: dict[str, Any],
+        *,
+        step: int,
+        admitted: Sequence[Proposal] = (),
     ) -> tuple[Proposal, ToolMessage | None, Halt | None]:
         offered = set(self.routes[state.get("route", "other")])
         spec = self.tools.get(p.tool)
@@ -172,7 +182,7 @@ class GuardNodes(NodeBase):
         if isinstance(parsed, ArgumentProblem):
             return self._invalid(state, config, p, parsed, f"schema.{p.tool}", step, spec)
         p = p.model_copy(update={"args": parsed.model_dump(mode="json")})
-        action = self._describe(spec, parsed, state, config)
+        action = self._with_run_total(self._describe(spec, parsed, state, config), spec, state, admitted)
         decision = self.policy.evaluate(action)
         shadow = shadow_evaluate(self.policy, action)
         common: dict[str, Any] = dict(
@@ -381,7 +391,13 @@ class GuardNodes(NodeBase):
                 tool_reply(p.tool_call_id, p.tool, {"status": "rejected", "reason": why}),
             )
         args = parsed.model_dump(mode="json")
-        decision = self.policy.evaluate(self._describe(spec, parsed, state, config))
+        others = [
+            q
+            for q in state.get("proposals", [])
+            if q.action_id != p.action_id and q.status in ("allowed", "approved", "awaiting_approval")
+        ]
+        action = self._with_run_total(self._describe(spec, parsed, state, config), spec, state, others)
+        decision = self.policy.evaluate(action)
         self._event(
             state,
             config,

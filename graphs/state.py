@@ -219,6 +219,8 @@ class WorkflowState(TypedDict, total=False):
     evidence: list[Evidence]
     error_streak: int
     halt: Halt | None
+    moved_usd: dict[str, float]
+    """USD each amount-bearing tool has moved in the current run (per-run totals)."""
     actions: list[str]
     """``tool:status`` of every proposal of the current run, in order (kept for memory)."""
     outcome: Resolved | Escalated | None

@@ -141,6 +141,7 @@ class Workflow(GuardNodes, ActNode):
             "halt": None,
             "outcome": None,
             "actions": [],
+            "moved_usd": {},
             "memory": memory,
             "messages": removals,
         }

@@ -66,7 +66,9 @@ def action_from_args(
     sql = args.get(names.sql)
     return ActionRequest(
         tool=tool,
-        amount_usd=float(amount) if isinstance(amount, int | float) and not isinstance(amount, bool) else None,
+        amount_usd=float(amount)
+        if isinstance(amount, int | float) and not isinstance(amount, bool)
+        else None,
         fields=tuple(sorted(fields)) if isinstance(fields, Mapping | list | tuple) else None,
         free_sql=bool(sql),
         sql=str(sql) if sql else None,

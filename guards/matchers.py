@@ -85,7 +85,9 @@ def sql_matches(tool: str, scope: SqlScope, action: ActionRequest) -> list[RuleM
     if not action.free_sql:
         return []
     if not action.sql:
-        return [_deny(f"tools.{tool}.mode", "free-form SQL was proposed but its text was not given to the policy")]
+        return [
+            _deny(f"tools.{tool}.mode", "free-form SQL was proposed but its text was not given to the policy")
+        ]
     if scope.row_filters and not action.principal_customer_id:
         return [_deny(f"tools.{tool}.sql.row_level_security", "no end user is bound to this run")]
     try:

@@ -67,6 +67,8 @@ class ActionRequest(BaseModel):
     tool: str
     amount_usd: float | None = None
     """The money the call moves, when the tool declares an amount argument."""
+    run_total_usd: float = 0.0
+    """What this tool already moved, or has been admitted to move, earlier in the same run."""
     fields: tuple[str, ...] | None = None
     """Record fields the call writes, when the tool declares a fields argument."""
     free_sql: bool = False
@@ -247,7 +249,7 @@ class Policy:
 
 _NEW_ROOT = ("principals", "roles", "tiers")
 _NEW_TOOL = (
-    "risk", "require_approval", "args", "predicates", "rate_limit", "circuit_breaker", "sql",
+    "max_total_usd_per_run", "require_approval_over_total_usd", "risk", "require_approval", "args", "predicates", "rate_limit", "circuit_breaker", "sql",
     "sensitive_fields", "credentials",
 )  # fmt: skip
 _TOOL_DEFAULTS = ToolRuleSection().model_dump(mode="json")

@@ -49,7 +49,10 @@ def cross_check(
     for pname, principal in (spec.principals or {}).items():
         for i, role in enumerate(principal.roles):
             if roles is None:
-                add(("principals", pname, "roles", str(i)), "roles are named but there is no 'roles:' section.")
+                add(
+                    ("principals", pname, "roles", str(i)),
+                    "roles are named but there is no 'roles:' section.",
+                )
             elif role not in roles:
                 add(("principals", pname, "roles", str(i)), _unknown("role", role, roles))
     for rname, role_section in (roles or {}).items():
@@ -74,8 +77,11 @@ def cross_check(
         tier = (spec.tiers or {}).get(rule.risk) if rule.risk is not None else None
         if tier is not None and rule.risk is not None:
             for key, reason in _loosened(rule, tier):
-                add((*t, key), f"loosens risk tier '{rule.risk.value}': {reason} A tool rule can "
-                    "tighten its tier's defaults, not loosen them.")
+                add(
+                    (*t, key),
+                    f"loosens risk tier '{rule.risk.value}': {reason} A tool rule can "
+                    "tighten its tier's defaults, not loosen them.",
+                )
     return out
 
 

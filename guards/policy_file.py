@@ -89,6 +89,10 @@ class ToolRuleSection(_Strict):
     allowed: bool = False
     max_amount_usd: float | None = Field(default=None, ge=0)
     require_approval_over_usd: float | None = Field(default=None, ge=0)
+    max_total_usd_per_run: float | None = Field(default=None, ge=0)
+    """Cap on the sum this tool may move in one run (splitting a refund cannot get around it)."""
+    require_approval_over_total_usd: float | None = Field(default=None, ge=0)
+    """Approval needed once the run's sum through this tool would exceed this."""
     require_citation: bool = False
     allowed_fields: tuple[str, ...] | None = None
     mode: Literal["parameterized_only", "read_only_sql"] | None = None
@@ -114,7 +118,12 @@ class ToolRuleSection(_Strict):
     def _coerce(cls, data: Any) -> Any:
         if isinstance(data, dict):
             data = dict(data)
-            for k in ("max_amount_usd", "require_approval_over_usd"):
+            for k in (
+                "max_amount_usd",
+                "require_approval_over_usd",
+                "max_total_usd_per_run",
+                "require_approval_over_total_usd",
+            ):
                 v = data.get(k)
                 if isinstance(v, int) and not isinstance(v, bool):
                     data[k] = float(v)

@@ -65,7 +65,9 @@ def _tx(db: sqlite3.Connection) -> Iterator[None]:
 
 def _one(rule_id: str, kind: type[Allow] | type[Deny], reason: str) -> Allow | Deny:
     effect = "allow" if kind is Allow else "deny"
-    return kind(rule_id=rule_id, reason=reason, matched=(RuleMatch(rule_id=rule_id, effect=effect, reason=reason),))
+    return kind(
+        rule_id=rule_id, reason=reason, matched=(RuleMatch(rule_id=rule_id, effect=effect, reason=reason),)
+    )
 
 
 class RateLimiter:
@@ -90,7 +92,9 @@ class RateLimiter:
             return None
         lim, now, rid = rule.rate_limit, self._clock(), f"tools.{action.tool}.rate_limit"
         with _tx(self._db):
-            self._db.execute("DELETE FROM rate_limit_calls WHERE key=? AND ts<=?", (key, now - lim.per_seconds))
+            self._db.execute(
+                "DELETE FROM rate_limit_calls WHERE key=? AND ts<=?", (key, now - lim.per_seconds)
+            )
             rows = self._db.execute(
                 "SELECT ts FROM rate_limit_calls WHERE key=? ORDER BY ts", (key,)
             ).fetchall()
@@ -136,7 +140,9 @@ class CircuitBreaker:
         if rule is None or rule.circuit_breaker is None:
             return
         with _tx(self._db):
-            row = self._db.execute("SELECT consecutive_failures FROM circuit_state WHERE tool=?", (tool,)).fetchone()
+            row = self._db.execute(
+                "SELECT consecutive_failures FROM circuit_state WHERE tool=?", (tool,)
+            ).fetchone()
             n = (row[0] if row else 0) + 1
             opened = self._clock() if n >= rule.circuit_breaker.failures else None
             self._db.execute(

@@ -84,7 +84,10 @@ class SecretResolver:
 
     def resolve_all(self, refs: Mapping[str, Any]) -> dict[str, str]:
         """``{name: ref}`` (e.g. a tool rule's ``credentials``) -> ``{name: value}``."""
-        return {k: self.resolve(v if isinstance(v, SecretRef | str | Mapping) else v.model_dump()) for k, v in refs.items()}
+        return {
+            k: self.resolve(v if isinstance(v, SecretRef | str | Mapping) else v.model_dump())
+            for k, v in refs.items()
+        }
 
 
 def _text(s: str, fields: Iterable[str], secrets: Iterable[str]) -> str:
@@ -114,9 +117,7 @@ def redact(value: Any, *, fields: Iterable[str] = (), secrets: Iterable[str] = (
     return value
 
 
-def redact_tool_data(
-    policy: Policy, tool: str, value: Any, *, resolver: SecretResolver | None = None
-) -> Any:
+def redact_tool_data(policy: Policy, tool: str, value: Any, *, resolver: SecretResolver | None = None) -> Any:
     """``redact`` with the tool rule's ``sensitive_fields`` and every secret ``resolver`` resolved."""
     rule = policy.tools.get(tool)
     fields = rule.sensitive_fields if rule is not None else ()

@@ -74,6 +74,22 @@ def tool_rule_matches(a: ActionRequest, rule: ToolRule, spec: PolicyFile) -> lis
                     "require_approval",
                     f"${a.amount_usd:,.2f} is over ${over.value:,.2f}: a human must approve",
                 )
+    if a.amount_usd is not None and not math.isnan(a.amount_usd):
+        total = a.run_total_usd + a.amount_usd
+        if rule.max_total_usd_per_run is not None and total > rule.max_total_usd_per_run:
+            add(
+                "max_total_usd_per_run",
+                "deny",
+                f"this run would move ${total:,.2f} through {a.tool}, above the "
+                f"${rule.max_total_usd_per_run:,.2f} per-run limit",
+            )
+        if rule.require_approval_over_total_usd is not None and total > rule.require_approval_over_total_usd:
+            add(
+                "require_approval_over_total_usd",
+                "require_approval",
+                f"with earlier calls this run moves ${total:,.2f} through {a.tool}, over "
+                f"${rule.require_approval_over_total_usd:,.2f}: a human must approve",
+            )
     if (cite := _flag(rule, spec, "require_citation")) is not None:
         if not a.citations:
             add(cite, "deny", "the call cites no evidence; cite a retrieved policy")

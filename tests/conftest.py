@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 from tether.agents.models import ModelConfig
 from tether.agents.support.desk import SupportDesk
 from tether.config import Home
+
+# test modules share tests/helpers.py (tests/ is not a package: import-mode=importlib)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # No test may reach a real provider: make any accidental OpenAI call fail fast.
 os.environ.pop("OPENAI_API_KEY", None)
