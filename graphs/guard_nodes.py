@@ -56,6 +56,15 @@ def _calls(msg: AIMessage) -> list[tuple[str, str, dict[str, Any]]]:
     return calls
 
 
+def _decided(decision: Allow | Deny | RequireApproval | Escalate) -> dict[str, Any]:
+    """The ledger fields every decided event carries."""
+    return {
+        "decision": decision.kind,
+        "rule_id": decision.rule_id,
+        "matched_rules": tuple(m.rule_id for m in decision.matched),
+    }
+
+
 def _cited(args: dict[str, Any], key: str | None) -> tuple[str, ...]:
     value = args.get(key) if key else None
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
@@ -201,9 +210,7 @@ class GuardNodes(NodeBase):
             state,
             config,
             event="proposed",
-            decision=decision.kind,
-            rule_id=decision.rule_id,
-            matched_rules=tuple(m.rule_id for m in decision.matched),
+            **_decided(decision),
             detail=detail,
             evidence=_cited(p.args, spec.citations_arg),
             **common,
@@ -403,9 +410,7 @@ class GuardNodes(NodeBase):
             config,
             event="edited",
             args=args,
-            decision=decision.kind,
-            rule_id=decision.rule_id,
-            matched_rules=tuple(m.rule_id for m in decision.matched),
+            **_decided(decision),
             detail=decision.reason,
             **base,
         )
