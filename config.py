@@ -1,7 +1,7 @@
 """Where tether keeps its state: one data directory, ``$TETHER_HOME`` (default ``./.tether``).
 
-Everything a run writes lives under it: LangGraph checkpoints, the action ledger, the
-support desk's business database copy, and indexes. Pass ``Home`` explicitly; nothing reads
+Everything a run writes lives under it: LangGraph checkpoints, the action ledger, rate-limit
+state, and whatever a workflow keeps there (its indexes, a database copy). Pass ``Home`` explicitly; nothing reads
 a process-wide default except ``Home.from_env()``.
 """
 
@@ -38,11 +38,6 @@ class Home:
     def ledger(self) -> Path:
         """The action ledger (SQLite)."""
         return self.root / "ledger.sqlite"
-
-    @property
-    def world(self) -> Path:
-        """The support desk's business database copy."""
-        return self.root / "world" / "support.sqlite"
 
     @property
     def ledger_url(self) -> str:

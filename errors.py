@@ -9,7 +9,11 @@ A denied action or an exceeded budget is *not* an error: it is a normal, recorde
     ├── ConfigError          a setting (model id, backend URL, data dir) is unusable
     │   └── MissingExtra     an optional dependency group is not installed
     ├── ToolError            a tool refused or failed (business rule, missing row, timeout)
-    ├── ApprovalError        an approval id is unknown, already decided, or not pending
+    ├── ApprovalError        an approval cannot be decided as asked (unknown, decided, expired,
+    │   │                    its thread cannot be resumed here, an edit that does not validate)
+    │   ├── InvalidDecision  a resume payload is not a decision
+    │   └── DecisionConflict a decision differs from the one already recorded
+    ├── WorkflowError        a workflow is unknown, or cannot be built as configured
     └── LedgerError          the ledger cannot be opened or written
 """
 
@@ -21,12 +25,15 @@ from dataclasses import dataclass
 __all__ = [
     "ApprovalError",
     "ConfigError",
+    "DecisionConflict",
+    "InvalidDecision",
     "LedgerError",
     "MissingExtra",
     "PolicyFileError",
     "PolicyProblem",
     "TetherError",
     "ToolError",
+    "WorkflowError",
 ]
 
 
@@ -104,6 +111,39 @@ class ApprovalError(TetherError):
         self.approval_id = approval_id
         self.reason = reason
         super().__init__(f"approval {approval_id}: {reason}")
+
+
+class InvalidDecision(ApprovalError):
+    """A resume payload is not a human decision. Nothing was recorded."""
+
+    def __init__(self, *, payload: str, reason: str, accepted: str, approval_id: str = "?") -> None:
+        self.payload = payload
+        self.accepted = accepted
+        super().__init__(
+            approval_id=approval_id,
+            reason=f"resume payload {payload} is not a decision ({reason}); send one of {accepted}",
+        )
+
+
+class DecisionConflict(ApprovalError):
+    """A decision arrived for an approval that already has a different one recorded."""
+
+    def __init__(self, *, approval_id: str, recorded: str, offered: str) -> None:
+        self.recorded = recorded
+        self.offered = offered
+        super().__init__(
+            approval_id=approval_id,
+            reason=f"already decided ({recorded}); the decision sent now ({offered}) was not applied",
+        )
+
+
+class WorkflowError(TetherError):
+    """A workflow is unknown or cannot be built."""
+
+    def __init__(self, *, workflow: str, reason: str) -> None:
+        self.workflow = workflow
+        self.reason = reason
+        super().__init__(f"workflow {workflow!r}: {reason}")
 
 
 class LedgerError(TetherError):

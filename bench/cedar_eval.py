@@ -72,7 +72,7 @@ def requests(n: int, tools: list[str], seed: int = 11) -> list[tuple[str, Action
     for _ in range(n):
         agent, tool = rnd.choice(agents), rnd.choice([*tools, "delete_customer"])
         a = ActionRequest(tool=tool, principal=agent, amount_usd=10.0, citations=("K",),
-                          retrieved_evidence=frozenset({"K"}), fields=("email",), principal_customer_id="C-1")
+                          retrieved_evidence=frozenset({"K"}), fields=("email",), subject_id="C-1")
         out.append((agent, a))
     return out
 

@@ -45,7 +45,7 @@ def requests(n: int, seed: int = 7) -> list[ActionRequest]:
         out.append(ActionRequest(
             tool=tool, amount_usd=amount, citations=cites, retrieved_evidence=frozenset({CITE}),
             fields=rnd.choice([None, ("email",), ("credit_limit_usd",)]), free_sql=rnd.random() < 0.2,
-            target_customer_ids=rnd.choice([(), ("C-1042",), ("C-7",)]), principal_customer_id="C-1042",
+            target_subject_ids=rnd.choice([(), ("C-1042",), ("C-7",)]), subject_id="C-1042",
             principal="tether-agent", args={"amount_usd": amount, "order_id": "O-20417"},
         ))  # fmt: skip
     return out

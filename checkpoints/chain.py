@@ -35,13 +35,18 @@ ANCHOR_FORMAT = "tether-ledger-anchor/1"
 BreakKind = Literal["edited", "deleted", "inserted", "reordered", "truncated"]
 
 
+_HASH_NAME = {"subject_id": "customer_id"}
+"""Columns renamed by a migration keep the name they were hashed under (old rows still verify)."""
+
+
 def _canonical(cols: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, kind in COLUMNS:
-        v = cols.get(name)
+        old = _HASH_NAME.get(name)
+        v = cols.get(name, cols.get(old) if old else None)
         if v is not None:
             v = int(v) if kind == "int" else float(v) if kind == "real" else str(v)
-        out[name] = v
+        out[old or name] = v
     return out
 
 

@@ -1,6 +1,8 @@
 """LangGraph checkpointers by URL: ``sqlite:///PATH`` (default) or ``postgresql://...``.
 
-Both are LangGraph's own savers; the serializer is told which tether types it may restore.
+Both are LangGraph's own savers; the serializer is told which types it may restore. Modules
+that put their own values into a graph's state register them with ``allow_in_checkpoints``
+(the governed workflow's state types register themselves on import).
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from tether.errors import ConfigError, MissingExtra
-from tether.graphs.state import SERDE_ALLOWLIST
 
-__all__ = ["open_checkpointer", "serializer"]
+__all__ = ["allow_in_checkpoints", "open_checkpointer", "serializer"]
+
+_ALLOWED: list[tuple[str, str]] = []
+
+
+def allow_in_checkpoints(*types: type) -> None:
+    """Let checkpoints restore these classes as themselves (LangGraph's msgpack allowlist)."""
+    for cls in types:
+        key = (cls.__module__, cls.__name__)
+        if key not in _ALLOWED:
+            _ALLOWED.append(key)
 
 
 def serializer() -> JsonPlusSerializer:
-    return JsonPlusSerializer(allowed_msgpack_modules=SERDE_ALLOWLIST)  # type: ignore[arg-type]
+    return JsonPlusSerializer(allowed_msgpack_modules=list(_ALLOWED))  # type: ignore[arg-type]
 
 
 @contextmanager

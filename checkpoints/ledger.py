@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import uuid
+from datetime import UTC, datetime, timedelta
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -207,16 +208,22 @@ class Ledger(ABC):
         rule_id: str,
         reason: str,
         policy_version: str,
-        customer_id: str | None,
+        subject_id: str | None,
+        ttl_seconds: float | None = None,
+        workflow: str | None = None,
     ) -> Approval:
         """Register a pending approval (idempotent per thread and tool call)."""
         approval_id = "A-" + hashlib.sha256(f"{thread_id}\0{tool_call_id}".encode()).hexdigest()[:10]
+        created = datetime.now(UTC)
+        expires = (created + timedelta(seconds=ttl_seconds)).isoformat(timespec="microseconds") \
+            if ttl_seconds is not None else None
         with self._tx() as q:
             q("INSERT INTO approvals (approval_id, thread_id, run_id, tool_call_id, tool, args_json,"
-              " args_hash, preview, rule_id, reason, policy_version, customer_id, created_at)"
-              " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+              " args_hash, preview, rule_id, reason, policy_version, subject_id, created_at,"
+              " expires_at, workflow) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
               (approval_id, thread_id, run_id, tool_call_id, tool, dumps(dict(args)),
-               args_hash(args), preview, rule_id, reason, policy_version, customer_id, now()))
+               args_hash(args), preview, rule_id, reason, policy_version, subject_id,
+               created.isoformat(timespec="microseconds"), expires, workflow))
         return self.approval(approval_id)
 
     def approval(self, approval_id: str) -> Approval:

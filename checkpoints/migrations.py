@@ -73,9 +73,19 @@ def _hash_chain(d: Dialect) -> list[Step]:
     ]
 
 
+def _subjects_and_expiry(d: Dialect) -> list[Step]:
+    return [
+        "ALTER TABLE ledger_events RENAME COLUMN customer_id TO subject_id",
+        "ALTER TABLE approvals RENAME COLUMN customer_id TO subject_id",
+        "ALTER TABLE approvals ADD COLUMN expires_at TEXT",
+        "ALTER TABLE approvals ADD COLUMN workflow TEXT",
+    ]
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[Dialect], list[Step]]], ...] = (
     ("0001_events_and_approvals", _events_and_approvals),
     ("0002_hash_chain", _hash_chain),
+    ("0003_subjects_and_expiry", _subjects_and_expiry),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -54,7 +54,7 @@ COLUMNS: tuple[tuple[str, ColumnKind], ...] = (
     ("decision", "text"), ("rule_id", "text"), ("matched_rules", "text"),
     ("policy_version", "text"), ("approval_id", "text"), ("approver", "text"),
     ("evidence", "text"), ("result_json", "text"), ("error", "text"), ("detail", "text"),
-    ("model_id", "text"), ("principal", "text"), ("customer_id", "text"),
+    ("model_id", "text"), ("principal", "text"), ("subject_id", "text"),
     ("spend_usd", "real"), ("idempotency_key", "text"),
 )
 """Stored event columns in hash order (``seq``, ``prev_hash`` and ``row_hash`` come on top)."""
@@ -77,7 +77,7 @@ def args_hash(args: Mapping[str, Any]) -> str:
 class LedgerEvent(BaseModel):
     """One event to append. ``None`` fields are simply not applicable to the event."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     thread_id: str
     run_id: str
@@ -99,7 +99,8 @@ class LedgerEvent(BaseModel):
     detail: str | None = None
     model_id: str | None = None
     principal: str | None = None
-    customer_id: str | None = None
+    subject_id: str | None = None
+    """The subject the run acts for."""
     spend_usd: float | None = None
     idempotency_key: str | None = None
 
@@ -133,12 +134,19 @@ class Approval(BaseModel):
     rule_id: str
     reason: str
     policy_version: str
-    customer_id: str | None
+    subject_id: str | None
     status: ApprovalStatus
     decided_by: str | None = None
     decision: dict[str, Any] | None = None
     created_at: str
     decided_at: str | None = None
+    expires_at: str | None = None
+    """After this instant (ISO 8601, UTC) the approval can no longer be granted."""
+    workflow: str | None = None
+    """Name of the workflow whose run asked for it."""
+
+    def expired(self, at: str | None = None) -> bool:
+        return self.expires_at is not None and (at or now()) > self.expires_at
 
 
 def to_columns(ev: LedgerEvent, *, event_id: str, ts: str) -> dict[str, Any]:
@@ -155,7 +163,7 @@ def to_columns(ev: LedgerEvent, *, event_id: str, ts: str) -> dict[str, Any]:
         "evidence": dumps(list(ev.evidence)),
         "result_json": dumps(ev.result) if ev.result is not None else None,
         "error": ev.error, "detail": ev.detail, "model_id": ev.model_id,
-        "principal": ev.principal, "customer_id": ev.customer_id,
+        "principal": ev.principal, "subject_id": ev.subject_id,
         "spend_usd": float(ev.spend_usd) if ev.spend_usd is not None else None,
         "idempotency_key": ev.idempotency_key,
     }
@@ -174,7 +182,7 @@ def from_columns(r: Mapping[str, Any]) -> LedgerRow:
         approver=r["approver"], evidence=tuple(json.loads(r["evidence"] or "[]")),
         result=json.loads(r["result_json"]) if r["result_json"] else None,
         error=r["error"], detail=r["detail"], model_id=r["model_id"],
-        principal=r["principal"], customer_id=r["customer_id"], spend_usd=r["spend_usd"],
+        principal=r["principal"], subject_id=r["subject_id"], spend_usd=r["spend_usd"],
         idempotency_key=r["idempotency_key"], prev_hash=r.get("prev_hash"),
         row_hash=r.get("row_hash"),
     )
@@ -185,8 +193,9 @@ def approval_from_columns(r: Mapping[str, Any]) -> Approval:
         approval_id=r["approval_id"], thread_id=r["thread_id"], run_id=r["run_id"],
         tool_call_id=r["tool_call_id"], tool=r["tool"], args=json.loads(r["args_json"]),
         args_hash=r["args_hash"], preview=r["preview"], rule_id=r["rule_id"],
-        reason=r["reason"], policy_version=r["policy_version"], customer_id=r["customer_id"],
+        reason=r["reason"], policy_version=r["policy_version"], subject_id=r["subject_id"],
         status=r["status"], decided_by=r["decided_by"],
         decision=json.loads(r["decision_json"]) if r["decision_json"] else None,
         created_at=r["created_at"], decided_at=r["decided_at"],
+        expires_at=r.get("expires_at"), workflow=r.get("workflow"),
     )

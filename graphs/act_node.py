@@ -4,171 +4,166 @@ Each admitted proposal is re-checked against the policy as it stands now (it may
 since the approval), then run with an idempotency key. The ledger records intent
 (``executing``) before the call and completion (``executed``) after it; an action already
 completed is never re-run (its recorded result is reused), and one whose outcome is unknown is
-re-run only when the tool dedupes on the key, else escalated.
+re-run only when the tool dedupes on the key, else escalated. Each proposal goes through
+``_act_one``, whose steps each return a typed ``ActStep``.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
 
 from tether.errors import ToolError
-from tether.graphs.base import NodeBase
-from tether.graphs.guard_nodes import closed_actions
-from tether.graphs.messages import crash_point, tool_reply
+from tether.graphs.faults import fault_point
+from tether.graphs.guard_nodes import GuardNodes
+from tether.graphs.messages import tool_reply
 from tether.graphs.state import Escalated, Halt, Proposal, WorkflowState
 from tether.guards.decisions import Deny, Escalate, EscalationAction, RequireApproval
 from tether.retrieval.knowledge import Evidence
 from tether.tools.base import ToolContext, ToolSpec
 
-__all__ = ["ActNode"]
+__all__ = ["ActNode", "ActStep"]
 
 
-class ActNode(NodeBase):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ActStep:
+    """What acting on one proposal produced."""
+
+    proposal: Proposal
+    reply: ToolMessage
+    result: Any = None
+    """The tool's result as JSON, when it ran (or had run before)."""
+    evidence: tuple[Evidence, ...] = ()
+    halt: Halt | None = None
+    outcome: Escalated | None = None
+    """Set when a terminal (hand-off) tool succeeded."""
+    error: bool = False
+    """The tool failed (counts toward the error streak)."""
+    moved: float = field(default=0.0)
+
+
+def _reply(p: Proposal, payload: dict[str, Any]) -> ToolMessage:
+    return tool_reply(p.tool_call_id, p.tool, payload)
+
+
+def _amount(spec: ToolSpec[Any, Any], p: Proposal) -> float:
+    value = p.args.get(spec.amount_arg) if spec.amount_arg else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+class ActNode(GuardNodes):
     def _act(self, state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
         props = list(state.get("proposals", []))
         evidence = list(state.get("evidence", []))
-        replies: list[ToolMessage] = []
-        streak = state.get("error_streak", 0)
-        halt: Halt | None = None
-        outcome: Escalated | None = None
         moved = dict(state.get("moved_usd", {}))
+        replies: list[ToolMessage] = []
+        results: dict[str, Any] = {}
+        streak, halt, outcome = state.get("error_streak", 0), None, None
         for i, p in enumerate(props):
             if p.status not in ("allowed", "approved"):
                 continue
             if outcome is not None:  # handed off: nothing else in this message may run
                 props[i] = p.model_copy(update={"status": "skipped"})
-                replies.append(
-                    tool_reply(
-                        p.tool_call_id,
-                        p.tool,
-                        {"status": "not_executed", "reason": "the case was handed to a human"},
-                    )
-                )
+                replies.append(_reply(p, {"status": "not_executed", "reason": "the case was handed to a human"}))
                 continue
-            spec = self.tools.get(p.tool)
-            assert spec is not None
             now: WorkflowState = {**state, "evidence": evidence, "moved_usd": moved}  # type: ignore[typeddict-item]
-            ctx = self._ctx(now, config, p)
-            base: dict[str, Any] = dict(
-                tool_call_id=p.tool_call_id,
-                tool=p.tool,
-                tool_schema_version=spec.schema_version,
-                args=p.args,
-                idempotency_key=ctx.idempotency_key,
-                approver=p.approver,
-                approval_id=p.approval_id,
-                rule_id=p.decision.rule_id if p.decision else None,
-            )
-            done = self.ledger.completed(ctx.idempotency_key)
-            if done is not None:  # completed before a crash or an earlier resume: reuse, never repeat
-                props[i] = p.model_copy(update={"status": "executed"})
-                self._add_moved(moved, spec, p)
-                replies.append(
-                    tool_reply(
-                        p.tool_call_id, p.tool, {"status": "ok", "result": done.result, "replayed": True}
-                    )
-                )
-                continue
-            if self.ledger.started(ctx.idempotency_key) and not spec.idempotent:
-                props[i] = p.model_copy(update={"status": "failed"})
-                halt = Halt(
-                    rule_id="act.outcome_unknown",
-                    reason=f"{p.tool} may already have run (crash mid-call); a human must check",
-                    action=EscalationAction.HANDOFF_TO_HUMAN,
-                )
-                replies.append(
-                    tool_reply(p.tool_call_id, p.tool, {"status": "error", "code": "outcome_unknown"})
-                )
-                continue
-            refusal = self._recheck(spec, p, now, config)
-            if refusal is not None:
-                self._event(
-                    state,
-                    config,
-                    event="failed",
-                    error=f"{refusal.rule_id}: {refusal.reason}",
-                    **{**base, "rule_id": refusal.rule_id},
-                )
-                props[i] = p.model_copy(update={"status": "denied", "decision": refusal})
-                replies.append(
-                    tool_reply(
-                        p.tool_call_id,
-                        p.tool,
-                        {"status": "denied", "rule_id": refusal.rule_id, "reason": refusal.reason},
-                    )
-                )
-                continue
-            self._event(state, config, event="executing", **base)
-            crash_point("after_intent", p.tool)
-            try:
-                result = self._run_tool(spec, p, ctx)
-                crash_point("after_tool", p.tool)
-            except ToolError as exc:
-                streak += 1
-                self._after(p.tool, ok=False)
-                props[i] = p.model_copy(update={"status": "failed"})
-                self._event(state, config, event="failed", error=str(exc)[:1000], **base)
-                replies.append(
-                    tool_reply(
-                        p.tool_call_id,
-                        p.tool,
-                        {"status": "error", "code": exc.code, "message": exc.message, "hint": exc.hint},
-                    )
-                )
-                if exc.code == "timeout" and spec.effect == "write":
-                    halt = Halt(
-                        rule_id="tool.timeout",
-                        reason=str(exc),
-                        action=self.policy.escalation.on_tool_error_retries_exhausted,
-                    )
-                continue
-            data = result.model_dump(mode="json")
-            crash_point("before_completion", p.tool)
-            streak = 0
-            self._after(p.tool, ok=True)
-            props[i] = p.model_copy(update={"status": "executed"})
-            self._add_moved(moved, spec, p)
-            cited: tuple[str, ...] = ()
-            if spec.yields_evidence:
-                found = [e for e in getattr(result, "evidence", []) if isinstance(e, Evidence)]
-                evidence.extend(found)
-                cited = tuple(e.evidence_id for e in found)
-            self._event(state, config, event="executed", result=data, evidence=cited, **base)
-            replies.append(tool_reply(p.tool_call_id, p.tool, {"status": "ok", "result": data}))
-            if spec.terminal:
-                outcome = Escalated(
-                    action=EscalationAction.HANDOFF_TO_HUMAN,
-                    rule_id=f"tools.{p.tool}",
-                    reason=str(p.args.get("reason", "handed off")),
-                    summary=str(p.args.get("summary", "")),
-                    ticket_id=data.get("ticket_id"),
-                )
+            step = self._act_one(now, config, p)
+            props[i] = step.proposal
+            replies.append(step.reply)
+            evidence.extend(step.evidence)
+            if step.moved:
+                moved[p.tool] = moved.get(p.tool, 0.0) + step.moved
+            if step.result is not None:
+                results[p.action_id] = step.result
+            streak = streak + 1 if step.error else 0 if step.proposal.status == "executed" else streak
+            halt, outcome = halt or step.halt, outcome or step.outcome
         if outcome is not None:
             halt = Halt(rule_id=outcome.rule_id, reason=outcome.reason, action=outcome.action)
-        halt = halt or self._retries_exhausted(streak)
         return {
             "proposals": props,
             "messages": replies,
             "evidence": evidence,
             "error_streak": streak,
-            "halt": halt,
+            "halt": halt or self._retries_exhausted(streak),
             "outcome": outcome,
             "moved_usd": moved,
-            "actions": [*state.get("actions", []), *closed_actions(state.get("proposals", []), props)],
+            "history": self._history(state, state.get("proposals", []), props, results),
         }
+
+    def _act_one(self, state: WorkflowState, config: RunnableConfig, p: Proposal) -> ActStep:
+        spec = self.tools.get(p.tool)
+        assert spec is not None
+        ctx = self._ctx(state, config, p)
+        facts = {**self._facts(config, p, spec).row(), "args": p.args,
+                 "rule_id": p.decision.rule_id if p.decision else None}
+        done = self.ledger.completed(ctx.idempotency_key)
+        if done is not None:  # completed before a crash or an earlier resume: reuse, never repeat
+            return ActStep(proposal=p.model_copy(update={"status": "executed"}), result=done.result,
+                           reply=_reply(p, {"status": "ok", "result": done.result, "replayed": True}),
+                           moved=_amount(spec, p))
+        if self.ledger.started(ctx.idempotency_key) and not spec.idempotent:
+            halt = Halt(rule_id="act.outcome_unknown", action=EscalationAction.HANDOFF_TO_HUMAN,
+                        reason=f"{p.tool} may already have run (crash mid-call); a human must check")
+            return ActStep(proposal=p.model_copy(update={"status": "failed"}), halt=halt,
+                           reply=_reply(p, {"status": "error", "code": "outcome_unknown"}))
+        refusal = self._recheck(spec, p, state, config)
+        if refusal is not None:
+            self._event(state, config, event="failed", error=f"{refusal.rule_id}: {refusal.reason}",
+                        **{**facts, "rule_id": refusal.rule_id})
+            payload = {"status": "denied", "rule_id": refusal.rule_id, "reason": refusal.reason}
+            return ActStep(proposal=p.model_copy(update={"status": "denied", "decision": refusal}),
+                           reply=_reply(p, payload))
+        self._event(state, config, event="executing", **facts)
+        fault_point("after_intent", p.tool)
+        try:
+            result = self._run_tool(spec, p, ctx)
+            fault_point("after_tool", p.tool)
+        except ToolError as exc:
+            return self._failed(state, config, spec, p, exc, facts)
+        return self._executed(state, config, spec, p, result, facts)
+
+    def _failed(self, state: WorkflowState, config: RunnableConfig, spec: ToolSpec[Any, Any], p: Proposal,
+                exc: ToolError, facts: dict[str, Any]) -> ActStep:
+        self._after(p.tool, ok=False)
+        self._event(state, config, event="failed", error=str(exc)[:1000], **facts)
+        halt = None
+        if exc.code == "timeout" and spec.effect == "write":
+            halt = Halt(rule_id="tool.timeout", reason=str(exc),
+                        action=self.policy.escalation.on_tool_error_retries_exhausted)
+        payload = {"status": "error", "code": exc.code, "message": exc.message, "hint": exc.hint}
+        return ActStep(proposal=p.model_copy(update={"status": "failed"}), reply=_reply(p, payload),
+                       halt=halt, error=True)
+
+    def _executed(self, state: WorkflowState, config: RunnableConfig, spec: ToolSpec[Any, Any], p: Proposal,
+                  result: Any, facts: dict[str, Any]) -> ActStep:
+        data = result.model_dump(mode="json")
+        fault_point("before_completion", p.tool)
+        self._after(p.tool, ok=True)
+        found: tuple[Evidence, ...] = ()
+        if spec.yields_evidence:
+            found = tuple(e for e in getattr(result, "evidence", []) if isinstance(e, Evidence))
+        self._event(state, config, event="executed", result=data,
+                    evidence=tuple(e.evidence_id for e in found), **facts)
+        outcome = None
+        if spec.terminal is not None:
+            parsed = spec.args_model.model_validate(p.args)
+            handoff = spec.terminal(parsed, result)
+            outcome = Escalated(action=EscalationAction.HANDOFF_TO_HUMAN, rule_id=f"tools.{p.tool}",
+                                reason=handoff.reason, summary=handoff.summary, ticket_id=handoff.ticket_id)
+        return ActStep(proposal=p.model_copy(update={"status": "executed"}), result=data, evidence=found,
+                       reply=_reply(p, {"status": "ok", "result": data}), outcome=outcome,
+                       moved=_amount(spec, p))
 
     def _recheck(
         self, spec: ToolSpec[Any, Any], p: Proposal, state: WorkflowState, config: RunnableConfig
     ) -> Deny | None:
         """The policy as it stands at execution time, plus rate limits and circuit breakers."""
-        action = self._with_run_total(
-            self._describe(spec, spec.args_model.model_validate(p.args), state, config), spec, state
-        )
+        action = self._describe(spec, spec.args_model.model_validate(p.args), state, config)
         decision = self.policy.evaluate(action)
         if isinstance(decision, Deny | Escalate):
             return Deny(rule_id=decision.rule_id, reason=f"at execution time: {decision.reason}")
@@ -180,17 +175,11 @@ class ActNode(NodeBase):
                 return gate
         return None
 
-    @staticmethod
-    def _add_moved(moved: dict[str, float], spec: ToolSpec[Any, Any], p: Proposal) -> None:
-        amount = p.args.get(spec.amount_arg) if spec.amount_arg else None
-        if isinstance(amount, int | float) and not isinstance(amount, bool):
-            moved[spec.name] = moved.get(spec.name, 0.0) + float(amount)
-
     def _after(self, tool: str, *, ok: bool) -> None:
         if self.limits is not None:
             self.limits.after_act(tool, ok=ok)
 
-    def _run_tool(self, spec: ToolSpec[Any, Any], p: Proposal, ctx: ToolContext) -> Any:
+    def _run_tool(self, spec: ToolSpec[Any, Any], p: Proposal, ctx: ToolContext[Any]) -> Any:
         parsed = spec.args_model.model_validate(p.args)
         pool = ThreadPoolExecutor(max_workers=1)
         future = pool.submit(spec.run, parsed, ctx)

@@ -10,16 +10,36 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 
-from tether.agents.models.pricing import ModelPrice, price_for
 from tether.checkpoints.ledger import Ledger, LedgerEvent
 from tether.graphs.state import Halt, Proposal, WorkflowState
 from tether.guards.budgets import BudgetExceeded, Usage
+from tether.guards.context import RunContext
+from tether.guards.decisions import EscalationAction
 from tether.guards.policy import ActionRequest, Policy
 from tether.guards.ratelimit import RuntimeLimits
 from tether.guards.secret_refs import SecretResolver, redact_tool_data
+from tether.models import ModelPrice, price_for
 from tether.tools.base import ToolContext, Toolset, ToolSpec
 
-__all__ = ["NodeBase"]
+__all__ = ["CLOSINGS", "NodeBase", "Route"]
+
+CLOSINGS: Mapping[EscalationAction, str] = {
+    EscalationAction.HANDOFF_TO_HUMAN: "I've handed this to a colleague who will follow up.",
+    EscalationAction.HALT: "I had to stop here.",
+    EscalationAction.ASK_USER: "I need more information from you to continue.",
+}
+"""Default closing replies, one per escalation action (``Workflow.closings`` overrides them)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Route:
+    """A kind of request: the router picks one; it decides which tools are offered."""
+
+    name: str
+    description: str
+    """What requests belong here (the router model is shown it)."""
+    tools: tuple[str, ...]
+    """Tools offered on this route."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,19 +49,26 @@ class NodeBase:
     name: str
     policy: Policy
     tools: Toolset
-    routes: Mapping[str, Sequence[str]]
-    """Route name -> tools offered on that route. Must include ``"other"``."""
+    routes: Sequence[Route]
+    """The routes; with one route the router model is not called."""
     router_model: BaseChatModel
     router_model_id: str
     model: BaseChatModel
     model_id: str
     ledger: Ledger
-    db: Any
-    """The business database the tools act on (``sqlite3.Connection`` for the support desk)."""
     system_prompt: str
+    description: str = ""
+    resources: Any = None
+    """Handed to every tool as ``ToolContext.resources`` (connections, clients, indexes)."""
+    requires_subject: bool = False
+    """A run without a subject stops at once (``input.required``), before any model call."""
+    closings: Mapping[EscalationAction, str] = field(default_factory=lambda: dict(CLOSINGS))
+    """The reply the user gets when a run is escalated, per escalation action."""
     prompt_version: str = "v1"
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     tool_timeout_seconds: float = 20.0
+    max_route_retries: int = 1
+    """Times the router model may correct an unknown route before the run escalates."""
     principal: str = "tether-agent"
     """The agent identity (overridable per run with ``configurable.principal``)."""
     roles: tuple[str, ...] = ()
@@ -50,6 +77,14 @@ class NodeBase:
     """Rate limits and circuit breakers checked at act time (persisted; see ``guards.ratelimit``)."""
     secrets: SecretResolver | None = None
     """Resolves tool credentials by reference; every resolved value is redacted from the ledger."""
+
+    @property
+    def route_map(self) -> dict[str, Route]:
+        return {r.name: r for r in self.routes}
+
+    def offered(self, route: str | None) -> tuple[str, ...]:
+        r = self.route_map.get(route or "")
+        return r.tools if r is not None else ()
 
     @staticmethod
     def _thread(config: RunnableConfig) -> str:
@@ -65,62 +100,64 @@ class NodeBase:
         """Idempotency key of a proposal: stable across resumes, unique in the thread."""
         return f"{self._thread(config)}:{p.action_id}"
 
-    def _event(self, state: WorkflowState, config: RunnableConfig, **kw: Any) -> None:
-        tool = kw.get("tool")
+    def _event(self, state: WorkflowState, config: RunnableConfig, **fields: Any) -> None:
+        """Append one ledger row; fields the policy marks sensitive are redacted first."""
+        tool = fields.get("tool")
         if tool and self.policy.tools.get(tool) is not None:
-            # fields the policy marks sensitive never reach the ledger in clear
             for key in ("args", "result", "error", "detail"):
-                if kw.get(key) is not None:
-                    kw[key] = redact_tool_data(self.policy, tool, kw[key], resolver=self.secrets)
+                if fields.get(key) is not None:
+                    fields[key] = redact_tool_data(self.policy, tool, fields[key], resolver=self.secrets)
+        subject = state.get("subject")
         self.ledger.append(
             LedgerEvent(
                 thread_id=self._thread(config),
                 run_id=state.get("run_id", "?"),
                 principal=self._agent(config)[0],
-                customer_id=state.get("customer_id"),
-                policy_version=kw.pop("policy_version", self.policy.version),
+                subject_id=subject.id if subject is not None else None,
+                policy_version=fields.pop("policy_version", self.policy.version),
                 spend_usd=state.get("usage", Usage()).spend_usd,
-                **kw,
+                **fields,
             )
         )
 
-    def _describe(
-        self, spec: ToolSpec[Any, Any], parsed: Any, state: WorkflowState, config: RunnableConfig
-    ) -> ActionRequest:
+    def _context(self, state: WorkflowState, config: RunnableConfig) -> RunContext:
         agent, roles = self._agent(config)
-        return spec.describe(
-            parsed,
-            principal=state.get("customer_id", ""),
-            evidence=frozenset(e.evidence_id for e in state.get("evidence", [])),
-            agent=agent,
+        return RunContext(
+            request=state.get("request", ""),
+            principal=agent,
             roles=roles,
+            subject=state.get("subject"),
+            actions=tuple(state.get("history", [])),
+            evidence=frozenset(e.evidence_id for e in state.get("evidence", [])),
         )
 
-    def _with_run_total(
+    def _describe(
         self,
-        action: ActionRequest,
         spec: ToolSpec[Any, Any],
+        parsed: Any,
         state: WorkflowState,
+        config: RunnableConfig,
         admitted: Sequence[Proposal] = (),
     ) -> ActionRequest:
-        """Add what this tool already moved in the run, plus calls admitted earlier in this message."""
-        if spec.amount_arg is None:
-            return action
-        total = state.get("moved_usd", {}).get(spec.name, 0.0)
-        for p in admitted:
-            value = p.args.get(spec.amount_arg)
-            if p.tool == spec.name and isinstance(value, int | float) and not isinstance(value, bool):
-                total += float(value)
-        return action.model_copy(update={"run_total_usd": total})
+        """The request the policy decides: the tool's traits, the run context, and the run total
+        (what this tool moved in the run, plus calls admitted earlier in this message)."""
+        total = 0.0
+        if spec.amount_arg is not None:
+            total = state.get("moved_usd", {}).get(spec.name, 0.0)
+            for p in admitted:
+                value = p.args.get(spec.amount_arg)
+                if p.tool == spec.name and isinstance(value, int | float) and not isinstance(value, bool):
+                    total += float(value)
+        return spec.describe(parsed, self._context(state, config), run_total_usd=total)
 
-    def _ctx(self, state: WorkflowState, config: RunnableConfig, p: Proposal) -> ToolContext:
+    def _ctx(self, state: WorkflowState, config: RunnableConfig, p: Proposal) -> ToolContext[Any]:
         return ToolContext(
-            customer_id=state.get("customer_id", ""),
+            subject=state.get("subject"),
             thread_id=self._thread(config),
             run_id=state.get("run_id", "?"),
             tool_call_id=p.tool_call_id,
             idempotency_key=self._key(config, p),
-            db=self.db,
+            resources=self.resources,
             evidence=frozenset(e.evidence_id for e in state.get("evidence", [])),
         )
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,11 +14,11 @@ from tether.checkpoints.ledger import ApprovalStatus
 from tether.graphs.state import Approve, Edit, HumanDecision, Reject, checkpoint_safe
 
 __all__ = [
+    "DECISION_SHAPES",
     "DECISION_STATUS",
-    "ROUTE_TOOL",
+    "route_tool",
     "action_id",
     "checkpoint_safe",
-    "crash_point",
     "dumps",
     "jsonable",
     "parse_decision",
@@ -32,14 +30,21 @@ _DECISION: TypeAdapter[Approve | Reject | Edit] = TypeAdapter(HumanDecision)
 DECISION_STATUS: dict[str, ApprovalStatus] = {"approve": "approved", "reject": "rejected", "edit": "edited"}
 """Approval status recorded for each kind of human decision."""
 
-ROUTE_TOOL: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "route",
-        "description": "Pick the route for the user's request.",
-        "parameters": {"type": "object", "properties": {"route": {"type": "string"}}, "required": ["route"]},
-    },
-}
+def route_tool(routes: Mapping[str, str]) -> dict[str, Any]:
+    """The router's one tool: ``route`` with the route names as an enum, described one by one."""
+    described = "; ".join(f"{name}: {desc}" for name, desc in routes.items())
+    return {
+        "type": "function",
+        "function": {
+            "name": "route",
+            "description": f"Pick the route for the user's request. Routes: {described}",
+            "parameters": {
+                "type": "object",
+                "properties": {"route": {"type": "string", "enum": list(routes)}},
+                "required": ["route"],
+            },
+        },
+    }
 
 
 def dumps(value: Any) -> str:
@@ -68,13 +73,26 @@ def action_id(message_id: str | None, index: int, tool_call_id: str) -> str:
     return "act-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+DECISION_SHAPES = (
+    '{"kind": "approve", "approver": "NAME"}, '
+    '{"kind": "reject", "approver": "NAME", "reason": "WHY"} or '
+    '{"kind": "edit", "approver": "NAME", "args": {...}}'
+)
+
+
 def parse_decision(raw: object) -> Approve | Reject | Edit:
-    """Validate a resume payload (a decision object or its JSON form)."""
-    return _DECISION.validate_python(raw.model_dump() if hasattr(raw, "model_dump") else raw)
+    """Validate a resume payload (a decision object or its JSON form).
 
+    Raises ``InvalidDecision`` naming the accepted shapes; nothing is ever guessed from it.
+    """
+    from pydantic import ValidationError
 
-def crash_point(name: str, tool: str = "") -> None:
-    """Kill the process here when ``TETHER_CRASH_AT`` names this point and, if set,
-    ``TETHER_CRASH_TOOL`` names the tool being run (crash tests only)."""
-    if os.environ.get("TETHER_CRASH_AT") == name and os.environ.get("TETHER_CRASH_TOOL", tool) == tool:
-        os.kill(os.getpid(), signal.SIGKILL)
+    from tether.errors import InvalidDecision
+
+    try:
+        return _DECISION.validate_python(raw.model_dump() if hasattr(raw, "model_dump") else raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or '<payload>'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidDecision(payload=repr(raw)[:200], reason=problems, accepted=DECISION_SHAPES) from None

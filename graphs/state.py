@@ -2,7 +2,7 @@
 
 Everything in the state is a frozen pydantic value or a LangChain message; there is no
 ``dict[str, Any]`` bag. ``SERDE_ALLOWLIST`` names these types for LangGraph's checkpoint
-serializer so they are restored as themselves.
+serializer so they are restored as themselves (registered on import).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from tether.checkpoints.checkpointer import allow_in_checkpoints
 from tether.guards.budgets import BudgetExceeded, Usage
+from tether.guards.context import PriorAction, Subject
 from tether.guards.decisions import Allow, Deny, Escalate, EscalationAction, RequireApproval, RuleMatch
 from tether.retrieval.knowledge import Evidence
 from tether.tools.base import ArgumentProblem
@@ -108,6 +110,8 @@ class ApprovalRequest(_Frozen):
     rule_id: str
     reason: str
     policy_version: str
+    expires_at: str | None = None
+    """After this instant (ISO 8601, UTC) the approval can no longer be granted."""
 
 
 # ---------------------------------------------------------------- proposals and outcomes
@@ -208,11 +212,13 @@ class WorkflowState(TypedDict, total=False):
     """The state LangGraph checkpoints for a governed workflow."""
 
     messages: Annotated[list[AnyMessage], add_messages]
-    customer_id: str
-    """The end user the run acts for (set by the caller, never by the model)."""
-    thread_customer: str
-    """The customer the thread was started for; a thread never changes customer."""
+    subject: Subject | None
+    """The party the run acts for (set by the caller, never by the model)."""
+    thread_subject: str | None
+    """Id of the subject the thread was started for; a thread never changes subject."""
     run_id: str
+    request: str
+    """The user's text that started the current run."""
     route: str
     usage: Usage
     proposals: list[Proposal]
@@ -221,34 +227,35 @@ class WorkflowState(TypedDict, total=False):
     halt: Halt | None
     moved_usd: dict[str, float]
     """USD each amount-bearing tool has moved in the current run (per-run totals)."""
-    actions: list[str]
-    """``tool:status`` of every proposal of the current run, in order (kept for memory)."""
+    history: list[PriorAction]
+    """Every proposal of the current run that reached a final status, with its result."""
     outcome: Resolved | Escalated | None
     memory: Memory
 
 
-SERDE_ALLOWLIST: list[tuple[str, ...]] = [
-    (cls.__module__, cls.__name__)
-    for cls in (
-        Approve,
-        Reject,
-        Edit,
-        ApprovalRequest,
-        Proposal,
-        Resolved,
-        Escalated,
-        TurnSummary,
-        Memory,
-        Halt,
-        Usage,
-        BudgetExceeded,
-        Allow,
-        Deny,
-        RequireApproval,
-        Escalate,
-        RuleMatch,
-        Evidence,
-        ArgumentProblem,
-        EscalationAction,
-    )
-]
+_SERDE_TYPES: tuple[type, ...] = (
+    Approve,
+    Reject,
+    Edit,
+    ApprovalRequest,
+    Proposal,
+    Resolved,
+    Escalated,
+    TurnSummary,
+    Memory,
+    Halt,
+    Usage,
+    BudgetExceeded,
+    Allow,
+    Deny,
+    RequireApproval,
+    Escalate,
+    RuleMatch,
+    Evidence,
+    ArgumentProblem,
+    EscalationAction,
+    Subject,
+    PriorAction,
+)
+SERDE_ALLOWLIST: list[tuple[str, str]] = [(c.__module__, c.__name__) for c in _SERDE_TYPES]
+allow_in_checkpoints(*_SERDE_TYPES)

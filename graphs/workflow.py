@@ -24,6 +24,7 @@ from typing import Any, Literal
 from langchain_core.messages import (
     AIMessage,
     AnyMessage,
+    BaseMessage,
     HumanMessage,
     RemoveMessage,
     SystemMessage,
@@ -34,56 +35,59 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from tether.agents.models.pricing import estimate_tokens, price_for
+from tether.errors import PolicyFileError, WorkflowError
 from tether.graphs.act_node import ActNode
-from tether.graphs.guard_nodes import GuardNodes
-from tether.graphs.messages import (
-    DECISION_STATUS,
-    ROUTE_TOOL,
-    checkpoint_safe,
-    crash_point,
-    parse_decision,
-    tool_reply,
-)
+from tether.graphs.base import CLOSINGS, Route
+from tether.graphs.messages import checkpoint_safe, route_tool, tool_reply
 from tether.graphs.state import Escalated, Halt, Memory, Resolved, TurnSummary, WorkflowState
 from tether.guards.budgets import Usage
+from tether.guards.context import Subject
+from tether.guards.context_checks import ToolShape, check_against_tools
 from tether.guards.decisions import EscalationAction
+from tether.models import estimate_tokens, price_for
 
-__all__ = ["DECISION_STATUS", "MEMORY_WINDOW", "Node", "Workflow", "crash_point", "parse_decision"]
+__all__ = ["MEMORY_WINDOW", "Node", "Route", "Workflow"]
 
 Node = Literal["router", "reasoning", "policy_check", "human_interrupt", "act", "escalate", "respond"]
 MEMORY_WINDOW = 20
 """Earlier runs kept in structured memory; older ones are counted, not kept."""
 
-_CLOSING = {
-    EscalationAction.HANDOFF_TO_HUMAN: "I've handed this to a colleague who will follow up.",
-    EscalationAction.HALT: "I had to stop here.",
-    EscalationAction.ASK_USER: "I need more information from you to continue.",
-}
-
 
 @dataclass(frozen=True, kw_only=True)
-class Workflow(GuardNodes, ActNode):
+class Workflow(ActNode):
     """Everything a governed workflow needs (fields: see ``graphs.base.NodeBase``).
 
     ``graph()`` returns a plain ``StateGraph``; ``compile()`` compiles it.
     """
 
     def __post_init__(self) -> None:
-        if "other" not in self.routes:
-            raise ValueError("routes must include 'other'")
-        for route, names in self.routes.items():
-            unknown = [n for n in names if self.tools.get(n) is None]
+        if not self.routes:
+            raise WorkflowError(workflow=self.name, reason="give at least one Route(name=..., tools=...)")
+        names = [r.name for r in self.routes]
+        if len(set(names)) != len(names):
+            raise WorkflowError(workflow=self.name, reason=f"route names repeat: {names}")
+        for route in self.routes:
+            unknown = [n for n in route.tools if self.tools.get(n) is None]
             if unknown:
-                raise ValueError(f"route {route!r} offers unknown tools {unknown}")
-        price_for(self.router_model_id, self.prices)  # fail at build time, not mid-run
-        price_for(self.model_id, self.prices)
+                known = ", ".join(self.tools.names())
+                raise WorkflowError(workflow=self.name,
+                                    reason=f"route {route.name!r} offers unknown tools {unknown}; tools: {known}")
+        for role, model_id in (("router_model_id", self.router_model_id), ("model_id", self.model_id)):
+            try:
+                price_for(model_id, self.prices)  # fail at build time, not mid-run
+            except Exception as exc:
+                raise WorkflowError(workflow=self.name, reason=f"{role}: {exc}") from None
+        shapes = {t.name: ToolShape(args=t.shape()[0], fields=t.shape()[1], record_arg=t.traits.record_arg)
+                  for t in self.tools.tools}
+        problems = check_against_tools(self.policy.spec, shapes)
+        if problems:
+            raise PolicyFileError(path=self.policy.source, problems=problems)
 
     def close(self) -> None:
-        """Close what the workflow holds open (business database, limits store)."""
+        """Close what the workflow holds open (the limits store, and resources with ``close()``)."""
         if self.limits is not None:
             self.limits.close()
-        close = getattr(self.db, "close", None)
+        close = getattr(self.resources, "close", None)
         if callable(close):
             close()
 
@@ -130,56 +134,71 @@ class Workflow(GuardNodes, ActNode):
     def _router(self, state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
         messages = list(state.get("messages", []))
         request = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
-        customer = state.get("customer_id") or config.get("configurable", {}).get("customer_id")
+        subject, bad_subject = _subject(state.get("subject"))
         memory, removals = self._fold_history(state, messages, request)
         fresh: dict[str, Any] = {
-            "run_id": uuid.uuid4().hex[:12],
-            "usage": Usage(),
-            "proposals": [],
-            "evidence": [],
-            "error_streak": 0,
-            "halt": None,
-            "outcome": None,
-            "actions": [],
-            "moved_usd": {},
-            "memory": memory,
-            "messages": removals,
+            "run_id": uuid.uuid4().hex[:12], "usage": Usage(), "proposals": [], "evidence": [],
+            "error_streak": 0, "halt": None, "outcome": None, "history": [], "moved_usd": {},
+            "memory": memory, "messages": removals, "subject": subject,
+            "request": str(request.content) if request is not None else "",
         }
-        if request is None or not customer:
-            fresh["halt"] = Halt(
-                rule_id="input.required",
-                reason="a run needs a user message and a customer_id",
-                action=EscalationAction.ASK_USER,
-            )
+        fresh["halt"] = bad_subject or self._refuse_input(state, request, subject)
+        if fresh["halt"] is not None or request is None:
             return fresh
-        bound = state.get("thread_customer")
-        if bound and bound != customer:  # memory of one customer must never reach another's run
-            fresh["halt"] = Halt(
-                rule_id="input.customer_mismatch",
-                reason=f"this thread belongs to {bound}; start a new thread for {customer}",
-                action=EscalationAction.ASK_USER,
-            )
-            return fresh
-        fresh["customer_id"] = fresh["thread_customer"] = customer
+        fresh["thread_subject"] = subject.id if subject is not None else state.get("thread_subject")
         st: WorkflowState = {**state, **fresh}  # type: ignore[typeddict-item]
         self._event(st, config, event="run_started", detail=str(request.content)[:2000])
-        price = price_for(self.router_model_id, self.prices)
-        over = self.policy.budgets.check_before_model_call(
-            Usage(), worst_case_usd=price.worst_case(input_tokens=estimate_tokens([request]))
-        )
-        if over is not None:
-            fresh["halt"] = self._halt_budget(over)
+        if len(self.routes) == 1:  # nothing to choose: no model call
+            fresh["route"] = self.routes[0].name
+            self._event(st, config, event="routed", detail=fresh["route"])
             return fresh
-        reply = self.router_model.bind_tools([ROUTE_TOOL]).invoke([request])
-        route = "other"
-        for tc in getattr(reply, "tool_calls", []) or []:
-            if tc["name"] == "route" and tc["args"].get("route") in self.routes:
-                route = tc["args"]["route"]
-        spend = self._spend(self.router_model_id, reply) if isinstance(reply, AIMessage) else 0.0
-        fresh["usage"] = st["usage"] = Usage().add(model_calls=1, spend_usd=spend)
-        fresh["route"] = route
-        self._event(st, config, event="routed", detail=route, model_id=self.router_model_id)
+        route, usage, halt = self._pick_route(request)
+        fresh.update(usage=usage, halt=halt, route=route or "")
+        st["usage"] = usage
+        if halt is None:
+            self._event(st, config, event="routed", detail=route, model_id=self.router_model_id)
         return fresh
+
+    def _refuse_input(self, state: WorkflowState, request: HumanMessage | None, subject: Subject | None) -> Halt | None:
+        if request is None:
+            return Halt(rule_id="input.required", reason="a run needs a user message",
+                        action=EscalationAction.ASK_USER)
+        if subject is None and self.requires_subject:
+            return Halt(rule_id="input.required", action=EscalationAction.ASK_USER,
+                        reason=f"workflow {self.name!r} needs a subject (the party the run acts for)")
+        bound = state.get("thread_subject")
+        if bound and subject is not None and bound != subject.id:  # one subject's memory never reaches another
+            return Halt(rule_id="input.subject_mismatch", action=EscalationAction.ASK_USER,
+                        reason=f"this thread belongs to {bound}; start a new thread for {subject.id}")
+        return None
+
+    def _pick_route(self, request: HumanMessage) -> tuple[str | None, Usage, Halt | None]:
+        """Ask the router model; an unknown route is shown to it as an error, with bounded retries."""
+        tool = route_tool({r.name: r.description for r in self.routes})
+        listing = "\n".join(f"- {r.name}: {r.description}" for r in self.routes)
+        convo: list[BaseMessage] = [SystemMessage(f"Route the user's request. Routes:\n{listing}"), request]
+        usage, price = Usage(), price_for(self.router_model_id, self.prices)
+        for _ in range(self.max_route_retries + 1):
+            over = self.policy.budgets.check_before_model_call(
+                usage, worst_case_usd=price.worst_case(input_tokens=estimate_tokens(convo)))
+            if over is not None:
+                return None, usage, self._halt_budget(over)
+            reply = self.router_model.bind_tools([tool]).invoke(convo)
+            spend = self._spend(self.router_model_id, reply) if isinstance(reply, AIMessage) else 0.0
+            usage = usage.add(model_calls=1, spend_usd=spend)
+            calls = [tc for tc in getattr(reply, "tool_calls", []) or [] if tc["name"] == "route"]
+            picked = calls[0]["args"].get("route") if calls else None
+            if picked in self.route_map:
+                return str(picked), usage, None
+            call_id = calls[0]["id"] or "route" if calls else "route"
+            why = f"unknown route {picked!r}" if calls else "no route was picked"
+            convo += [reply if isinstance(reply, AIMessage) else AIMessage(content=str(reply)),
+                      tool_reply(call_id, "route", {"status": "error", "message": why,
+                                                    "hint": f"Use one of: {', '.join(self.route_map)}"})]
+            if not calls:
+                convo[-1] = HumanMessage(f"{why}; call the route tool with one of: {', '.join(self.route_map)}")
+        return None, usage, Halt(rule_id="route.unknown", action=self.policy.escalation.on_tool_error_retries_exhausted,
+                                 reason=f"the router picked no known route after {self.max_route_retries + 1} tries")
 
     def _fold_history(
         self, state: WorkflowState, messages: list[AnyMessage], request: HumanMessage | None
@@ -194,7 +213,7 @@ class Workflow(GuardNodes, ActNode):
         turn = TurnSummary(
             request=str(prior.content)[:300] if prior else "",
             route=state.get("route", "?"),
-            actions=tuple(state.get("actions", [])),
+            actions=tuple(f"{a.tool}:{a.status}" for a in state.get("history", [])),
             outcome=outcome.kind if outcome else "unfinished",
         )
         turns = (*memory.turns, turn)
@@ -213,12 +232,12 @@ class Workflow(GuardNodes, ActNode):
 
     def _reasoning(self, state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
         usage = state.get("usage", Usage())
-        route = state.get("route", "other")
-        offered = [t for t in (self.tools.get(n) for n in self.routes[route]) if t is not None]
+        route = state.get("route", "")
+        offered = [t for t in (self.tools.get(n) for n in self.offered(route)) if t is not None]
         memory = state.get("memory") or Memory()
-        system = SystemMessage(
-            f"{self.system_prompt}\nroute: {route}\ncustomer: {state.get('customer_id')}\n" + memory.render()
-        )
+        subject = state.get("subject")
+        about = f"subject: {subject.id}\n" if subject is not None else ""
+        system = SystemMessage(f"{self.system_prompt}\nroute: {route}\n{about}" + memory.render())
         convo = [system, *state.get("messages", [])]
         price = price_for(self.model_id, self.prices)
         over = self.policy.budgets.check_before_model_call(
@@ -261,7 +280,7 @@ class Workflow(GuardNodes, ActNode):
         if not isinstance(outcome, Escalated):
             messages = state.get("messages", [])
             request = next((str(m.content) for m in reversed(messages) if isinstance(m, HumanMessage)), "")
-            done = ", ".join(state.get("actions", [])) or "none"
+            done = ", ".join(f"{a.tool}:{a.status}" for a in state.get("history", [])) or "none"
             outcome = Escalated(
                 action=halt.action,
                 rule_id=halt.rule_id,
@@ -270,7 +289,8 @@ class Workflow(GuardNodes, ActNode):
                 f"actions: {done}; stopped: {halt.reason}",
             )
         closing: list[AnyMessage] = [*self._unanswered(state, halt.reason)]
-        closing.append(AIMessage(content=f"{_CLOSING[outcome.action]} ({outcome.reason})"))
+        text = self.closings.get(outcome.action) or CLOSINGS[outcome.action]
+        closing.append(AIMessage(content=f"{text} ({outcome.reason})"))
         self._event(
             state,
             config,
@@ -305,3 +325,14 @@ class Workflow(GuardNodes, ActNode):
         answer = str(state["messages"][-1].content)
         self._event(state, config, event="responded", detail=answer[:2000], model_id=self.model_id)
         return {"outcome": Resolved(answer=answer)}
+
+
+def _subject(value: object) -> tuple[Subject | None, Halt | None]:
+    """The run's subject from the input (a ``Subject``, its JSON form, or nothing)."""
+    if value is None or isinstance(value, Subject):
+        return value, None
+    try:
+        return Subject.model_validate(value), None
+    except ValueError as exc:
+        return None, Halt(rule_id="input.invalid_subject", action=EscalationAction.ASK_USER,
+                          reason=f"the subject must look like {{'id': 'S-1', 'attributes': {{...}}}}: {exc}"[:300])

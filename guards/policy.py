@@ -23,6 +23,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tether.guards.budgets import Budgets
+from tether.guards.context import RunContext
+from tether.guards.context_rules import context_matches
 from tether.guards.decisions import (
     Allow,
     Deny,
@@ -40,10 +42,11 @@ from tether.guards.policy_file import (
     parse_policy,
     read_policy_file,
 )
+from tether.guards.policy_sections import ArgRule
 from tether.guards.predicates import DEFAULT_PREDICATES, PredicateFn, PredicateRegistry
 from tether.guards.rbac import role_matches, run_roles
 from tether.guards.sql_safety import SqlScope
-from tether.guards.tool_rules import tool_rule_matches
+from tether.guards.tool_rules import tool_rule_result
 
 __all__ = ["ActionRequest", "AnyDecision", "Policy", "ToolRule"]
 
@@ -73,10 +76,12 @@ class ActionRequest(BaseModel):
     """Record fields the call writes, when the tool declares a fields argument."""
     free_sql: bool = False
     """True when the model supplied SQL text instead of a named template."""
-    target_customer_ids: tuple[str, ...] = ()
-    """Customers whose data the call reads or writes."""
-    principal_customer_id: str | None = None
-    """The end user this run acts for (from configuration)."""
+    target_subject_ids: tuple[str, ...] = ()
+    """Subjects whose data the call reads or writes (the tool's ``subject_arg``)."""
+    subject_id: str | None = None
+    """The subject this run acts for (from the caller, never the model)."""
+    records: tuple[str, ...] = ()
+    """Record ids the call reads or writes (the tool's ``record_arg``)."""
     citations: tuple[str, ...] = ()
     """Evidence ids the model cited."""
     retrieved_evidence: frozenset[str] = frozenset()
@@ -89,6 +94,8 @@ class ActionRequest(BaseModel):
     """The validated arguments, for ``args:`` rules and predicates. Do not mutate."""
     sql: str | None = None
     """The free-form SQL text, when ``free_sql`` (checked under ``mode: read_only_sql``)."""
+    context: RunContext = Field(default_factory=RunContext)
+    """What the run has seen and done so far (read-only), for context rules and predicates."""
 
 
 class Policy:
@@ -231,15 +238,21 @@ class Policy:
             reason = f"tool '{action.tool}' is not listed in the policy; unlisted tools are denied"
             return combine([RuleMatch(rule_id="default.unlisted_tool", effect="deny", reason=reason)])
         spec = self._spec
-        matches = tool_rule_matches(action, rule, spec)
-        t, t_id = action.tool, f"tools.{action.tool}"
-        extra = arg_matches(t, rule.args, action.args, include_shadow=include_shadow)
-        extra += predicate_matches(t, self._predicates.get(t, ()), action)
+        t = action.tool
+        built_in = tool_rule_result(action, rule, spec)
+        preds = tuple(
+            (ref.name, ref.effect, fn)
+            for ref, (_, fn) in zip(rule.predicates, self._predicates.get(t, ()), strict=True)
+        )
+        extra = arg_matches(t, rule.args, action, include_shadow=include_shadow)
+        extra += predicate_matches(t, preds, action)
+        extra += context_matches(t, rule.context, action)
         if rule.mode == "read_only_sql" and t in self._sql:
             extra += sql_matches(t, self._sql[t], action)
-        if extra:  # the fallback "allowed, no limit applies" no longer holds
-            matches = [m for m in matches if not (m.effect == "allow" and m.rule_id == f"{t_id}.allowed")]
-            matches += extra
+        # the fallback "allowed, no limit applies" holds only when no other rule fired
+        matches = [*built_in.matches, *extra]
+        if not matches and built_in.fallback is not None:
+            matches.append(built_in.fallback)
         if spec.roles is not None:
             who = principal if principal is not None else action.principal
             roles = run_roles(spec.principals, roles=action.roles, principal=who, role=role)
@@ -250,9 +263,12 @@ class Policy:
 _NEW_ROOT = ("principals", "roles", "tiers")
 _NEW_TOOL = (
     "max_total_usd_per_run", "require_approval_over_total_usd", "risk", "require_approval", "args", "predicates", "rate_limit", "circuit_breaker", "sql",
-    "sensitive_fields", "credentials",
+    "sensitive_fields", "credentials", "context",
 )  # fmt: skip
 _TOOL_DEFAULTS = ToolRuleSection().model_dump(mode="json")
+_NEW_ARG = ("effect", "required", "find", "from")
+_ARG_DEFAULTS = ArgRule().model_dump(mode="json")
+_PLAIN_PREDICATE = "deny"  # a predicate with this effect hashes as its bare name, as before
 
 
 def _canonical(spec: PolicyFile) -> dict[str, Any]:
@@ -271,6 +287,15 @@ def _canonical(spec: PolicyFile) -> dict[str, Any]:
         for k in _NEW_TOOL:
             if k in rule and rule[k] == _TOOL_DEFAULTS[k]:
                 del rule[k]
+        for arg in rule.get("args", {}).values():
+            for k in _NEW_ARG:
+                if k in arg and arg[k] == _ARG_DEFAULTS[k]:
+                    del arg[k]
+        if "predicates" in rule:
+            rule["predicates"] = [
+                p["name"] if p.get("effect") == _PLAIN_PREDICATE and set(p) == {"name", "effect"} else p
+                for p in rule["predicates"]
+            ]
     return data
 
 
@@ -282,16 +307,16 @@ def _resolve_predicates(
     out: dict[str, tuple[tuple[str, PredicateFn], ...]] = {}
     for t, rule in spec.tools.items():
         fns: list[tuple[str, PredicateFn]] = []
-        for i, name in enumerate(rule.predicates):
-            fn = registry.get(name)
+        for i, ref in enumerate(rule.predicates):
+            fn = registry.get(ref.name)
             if fn is None:
                 raise PolicyFileError(
                     path=source,
                     problems=[
-                        PolicyProblem(key=f"tools.{t}.predicates.{i}", reason=f"unknown predicate '{name}'.")
+                        PolicyProblem(key=f"tools.{t}.predicates.{i}", reason=f"unknown predicate '{ref.name}'.")
                     ],
                 )
-            fns.append((name, fn))
+            fns.append((ref.name, fn))
         if fns:
             out[t] = tuple(fns)
     return out

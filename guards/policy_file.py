@@ -3,6 +3,32 @@
 The file is parsed into these pydantic schema types (unknown keys are errors, with a
 did-you-mean), then turned into the frozen runtime ``Policy`` by ``tether.guards.policy``.
 Duplicate keys are errors too: YAML would otherwise keep the last one silently.
+
+Per tool, besides the article's keys (``allowed``, amounts, ``require_citation``, ...), a rule
+may hold argument rules, predicates and run-context rules, each with its own ``effect``
+(``deny`` by default, ``require_approval`` or ``escalate``):
+
+    tools:
+      grant_group:
+        allowed: true
+        args:
+          group: {enum: [readers, editors]}
+          person_id: {pattern: 'P-[0-9]+', required: true}   # absent passes unless required
+          notify: {find: email, pattern: '.*@example\\.com$'} # every address in the text
+          ticket: {from: [request, lookup_ticket.id], effect: require_approval}
+        predicates: [office_hours, {name: not_on_leave, effect: escalate}]
+        context:
+          - {id: identity_verified, after: verify_identity, same: {person_id: person_id}}
+          - {id: person_active, read: lookup_person, match: {id: person_id},
+             field: status, in: [active, onboarding]}
+          - {id: once_per_person, max_per_record: 1}
+
+``args`` keys: ``min``, ``max``, ``enum``, ``pattern``, ``required``, ``find`` (``email``,
+``url``, ``iban``, ``account_number``, ``phone``), ``from`` (``request``, ``subject``,
+``TOOL.FIELD``), ``effect``, ``shadow``. A list value has every element checked. ``context``
+items have an ``id`` and exactly one of ``after`` (with optional ``same``), ``read`` (with
+``match`` and optional ``field`` + ``in``) or ``max_per_record``. Rule ids:
+``tools.<t>.args.<name>``, ``tools.<t>.predicates.<name>``, ``tools.<t>.context.<id>``.
 """
 
 from __future__ import annotations
@@ -20,6 +46,8 @@ from tether.guards.decisions import EscalationAction
 from tether.guards.policy_sections import (
     ArgRule,
     CircuitBreakerSection,
+    ContextRule,
+    PredicateRef,
     PrincipalSection,
     RateLimitSection,
     RiskTier,
@@ -103,8 +131,11 @@ class ToolRuleSection(_Strict):
     require_approval: bool = False
     """Every call needs a human approval."""
     args: dict[str, ArgRule] = Field(default_factory=dict)
-    predicates: tuple[str, ...] = ()
-    """Names of registered predicates (``tether.guards.predicates``) that must pass."""
+    predicates: tuple[PredicateRef, ...] = ()
+    """Registered predicates (``tether.guards.predicates``) that must pass; a bare name or
+    ``{name: ..., effect: ...}``."""
+    context: tuple[ContextRule, ...] = ()
+    """Run-context rules (``tether.guards.context_rules``): prior success, record state, counts."""
     rate_limit: RateLimitSection | None = None
     circuit_breaker: CircuitBreakerSection | None = None
     sql: SqlScopeSection | None = None
@@ -127,7 +158,11 @@ class ToolRuleSection(_Strict):
                 v = data.get(k)
                 if isinstance(v, int) and not isinstance(v, bool):
                     data[k] = float(v)
-            data = tuples(data, "allowed_fields", "predicates", "sensitive_fields")
+            data = tuples(data, "allowed_fields", "predicates", "sensitive_fields", "context")
+            if isinstance(data.get("predicates"), tuple):
+                data["predicates"] = tuple(
+                    {"name": p} if isinstance(p, str) else p for p in data["predicates"]
+                )
             if isinstance(data.get("risk"), str) and data["risk"] in _RISKS:
                 data["risk"] = RiskTier(data["risk"])
         return data
@@ -209,6 +244,8 @@ def _compose_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int], lis
                 out[key] = walk(v_node, p)
             return out
         if isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                lines.setdefault((*path, str(i)), v.start_mark.line + 1)
             return [walk(v, (*path, str(i))) for i, v in enumerate(n.value)]
         value = constructor.construct_object(n, deep=True)
         plain = isinstance(n, yaml.ScalarNode) and n.style is None and isinstance(value, str)
@@ -222,12 +259,18 @@ def _compose_with_lines(text: str) -> tuple[Any, dict[tuple[str, ...], int], lis
         constructor.dispose()
 
 
+def _keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
 _KNOWN_KEYS: dict[str, list[str]] = {
     "": list(PolicyFile.model_fields),
     "agent": list(AgentSection.model_fields),
     "agent.escalation": list(EscalationSection.model_fields),
     "tools.*": list(ToolRuleSection.model_fields),
-    "tools.*.args.*": list(ArgRule.model_fields),
+    "tools.*.args.*": _keys(ArgRule),
+    "tools.*.predicates.*": _keys(PredicateRef),
+    "tools.*.context.*": _keys(ContextRule),
     "tools.*.rate_limit": list(RateLimitSection.model_fields),
     "tools.*.circuit_breaker": list(CircuitBreakerSection.model_fields),
     "tools.*.sql": list(SqlScopeSection.model_fields),
@@ -243,7 +286,7 @@ def _did_you_mean(parent: tuple[str, ...], key: str) -> str:
     parts = list(parent)
     if len(parts) >= 2 and parts[0] in _NAMED:
         parts[1] = "*"
-    if len(parts) >= 4 and parts[0] == "tools" and parts[2] in ("args", "credentials"):
+    if len(parts) >= 4 and parts[0] == "tools" and parts[2] in ("args", "credentials", "predicates", "context"):
         parts[3] = "*"
     scope = ".".join(parts)
     options = _KNOWN_KEYS.get(scope, [])

@@ -10,25 +10,52 @@ All are optional; a file without them behaves exactly as before.
       financial: {require_citation: true}
       irreversible: {require_approval: true}
 
-Per tool: ``risk``, ``args`` (min/max/enum/pattern), ``predicates``, ``rate_limit``,
+Per tool: ``risk``, ``args``, ``predicates``, ``context``, ``rate_limit``,
 ``circuit_breaker``, ``sql`` (scope for ``mode: read_only_sql``), ``sensitive_fields`` and
 ``credentials`` (secret references, resolved by ``tether.guards.secrets``).
+
+Argument rules, predicates and context rules each choose their ``effect``: ``deny`` (the
+default), ``require_approval`` or ``escalate``:
+
+    tools:
+      send_email:
+        allowed: true
+        args:
+          to:   {from: [request, subject, lookup_person.email], effect: require_approval}
+          body: {find: email, pattern: '.*@example\\.com$'}   # every address found in the text
+          cc:   {pattern: '.*@example\\.com$'}                # a list: every element is checked
+          ref:  {pattern: 'P-[0-9]+', required: true}          # absent passes unless required
+        predicates: [business_hours, {name: not_on_leave, effect: escalate}]
+        context:
+          - {id: identity_verified, after: verify_identity, same: {person_id: person_id}}
+          - {id: person_active, read: lookup_person, match: {id: person_id},
+             field: status, in: [active]}
+          - {id: once_per_person, max_per_record: 1, effect: require_approval}
+
+``find`` kinds and ``from`` sources are described in ``tether.guards.matchers`` and
+``tether.guards.context_rules``.
 """
 
 from __future__ import annotations
 
+import difflib
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "CONTEXT_KINDS",
+    "EFFECTS",
     "ArgRule",
     "CircuitBreakerSection",
+    "ContextRule",
+    "PredicateRef",
     "PrincipalSection",
     "RateLimitSection",
     "RiskTier",
     "RoleSection",
+    "RuleEffect",
     "SecretRefSection",
     "SqlScopeSection",
     "TierSection",
@@ -60,6 +87,19 @@ def _floats(data: Any, *keys: str) -> Any:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+RuleEffect = Literal["deny", "require_approval", "escalate"]
+"""What a violated argument rule, predicate or context rule asks for."""
+EFFECTS: tuple[RuleEffect, ...] = ("deny", "require_approval", "escalate")
+
+
+def _effect(v: Any) -> Any:
+    if isinstance(v, str) and v in EFFECTS:
+        return v
+    close = difflib.get_close_matches(str(v), EFFECTS, n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise ValueError(f"unknown effect {v!r}.{hint} Accepted: {', '.join(EFFECTS)}.")
 
 
 class RiskTier(StrEnum):
@@ -111,7 +151,9 @@ class TierSection(_Strict):
 
 
 class ArgRule(_Strict):
-    """Constraints on one argument of a tool call."""
+    """Constraints on one argument of a tool call (each element, when the value is a list)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, serialize_by_alias=True)
 
     min: float | None = None
     max: float | None = None
@@ -120,11 +162,24 @@ class ArgRule(_Strict):
     """Regular expression the whole string value must match."""
     shadow: bool = False
     """Evaluated and reported, but not enforced (see ``tether.guards.shadow``)."""
+    effect: RuleEffect = "deny"
+    """What a violation asks for."""
+    required: bool = False
+    """A missing (absent or null) argument is a violation; otherwise it passes."""
+    find: str | None = None
+    """The argument is text: check every value of this kind found in it (``FIND_KINDS``)."""
+    from_: tuple[str, ...] | None = Field(default=None, alias="from")
+    """Where the value must come from: ``request``, ``subject`` or ``TOOL.FIELD``."""
 
     @model_validator(mode="before")
     @classmethod
     def _coerce(cls, data: Any) -> Any:
-        return tuples(_floats(data, "min", "max"), "enum")
+        return tuples(_floats(data, "min", "max"), "enum", "from")
+
+    @field_validator("effect", mode="before")
+    @classmethod
+    def _effect(cls, v: Any) -> Any:
+        return _effect(v)
 
     @model_validator(mode="after")
     def _sane(self) -> ArgRule:
@@ -132,7 +187,63 @@ class ArgRule(_Strict):
             raise ValueError(f"min ({self.min:g}) is above max ({self.max:g}); no value could pass.")
         if self.enum is not None and not self.enum:
             raise ValueError("enum is empty; no value could pass. List the allowed values.")
+        if self.from_ is not None and not self.from_:
+            raise ValueError("from is empty; no value could pass. List the allowed sources.")
         return self
+
+
+class PredicateRef(_Strict):
+    """One entry of ``predicates:``: a bare name (effect deny) or ``{name: ..., effect: ...}``."""
+
+    name: str = Field(min_length=1)
+    effect: RuleEffect = "deny"
+
+    @field_validator("effect", mode="before")
+    @classmethod
+    def _effect(cls, v: Any) -> Any:
+        return _effect(v)
+
+
+CONTEXT_KINDS = ("after", "read", "max_per_record")
+"""The keys that choose a context rule's kind; a rule has exactly one of them."""
+
+
+class ContextRule(_Strict):
+    """One run-context rule (``tools.<t>.context``); see ``tether.guards.context_rules``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, serialize_by_alias=True)
+
+    id: str = Field(min_length=1)
+    """Unique per tool; the rule id is ``tools.<t>.context.<id>``."""
+    effect: RuleEffect = "deny"
+    after: str | None = None
+    """Prior success: this tool must have succeeded earlier in the run."""
+    same: dict[str, str] = Field(default_factory=dict)
+    """With ``after``: the earlier call's argument (key) equals this call's argument (value)."""
+    read: str | None = None
+    """Record state: a result of this tool, read earlier in the run, describes the record."""
+    match: dict[str, str] = Field(default_factory=dict)
+    """With ``read``: result field (dotted, key) that equals this call's argument (value)."""
+    field: str | None = None
+    """With ``read``: the matched result's field whose value ``in`` restricts."""
+    in_: tuple[Scalar, ...] | None = Field(default=None, alias="in")
+    max_per_record: int | None = Field(default=None, ge=0)
+    """Per-record count: at most this many successful calls of the tool per record and run."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce(cls, data: Any) -> Any:
+        return tuples(data, "in")
+
+    @field_validator("effect", mode="before")
+    @classmethod
+    def _effect(cls, v: Any) -> Any:
+        return _effect(v)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kind keys this rule sets (exactly one in a valid file)."""
+        return tuple(k for k in CONTEXT_KINDS if getattr(self, k) is not None)
 
 
 class RateLimitSection(_Strict):

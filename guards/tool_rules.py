@@ -1,8 +1,9 @@
 """The built-in per-tool rules: the article's keys, plus risk-tier defaults.
 
-``tool_rule_matches`` returns every ``RuleMatch`` that fired for one action, in file order
-(``allowed``, amounts, citation, fields, SQL mode, row-level security, approval), or the
-fallback ``tools.<t>.allowed`` allow when none did. A limit that comes from the tool's risk
+``tool_rule_result`` returns every ``RuleMatch`` that fired for one action, in file order
+(``allowed``, amounts, citation, fields, SQL mode, row-level security, approval), and,
+separately, the fallback ``tools.<t>.allowed`` allow that holds when none did (and no other
+rule fires either). ``tool_rule_matches`` is the two together, as before. A limit that comes from the tool's risk
 tier carries the tier's rule id (``tiers.<tier>.<key>``); the tool's own carries
 ``tools.<t>.<key>``.
 """
@@ -10,6 +11,7 @@ tier carries the tier's rule id (``tiers.<tier>.<key>``); the tool's own carries
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,9 +21,10 @@ from tether.guards.policy_file import PolicyFile, ToolRuleSection
 if TYPE_CHECKING:
     from tether.guards.policy import ActionRequest
 
-__all__ = ["tool_rule_matches"]
+__all__ = ["ToolRuleResult", "tool_rule_matches", "tool_rule_result"]
 
 ToolRule = ToolRuleSection
+_Add = Callable[[str, str, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,22 @@ def _flag(rule: ToolRule, spec: PolicyFile, key: str) -> str | None:
     return f"tiers.{rule.risk}.{key}" if tier is not None and getattr(tier, key) else None
 
 
+@dataclass(frozen=True, slots=True)
+class ToolRuleResult:
+    """The built-in rules that fired, and the allow that applies only when nothing fired."""
+
+    matches: tuple[RuleMatch, ...]
+    fallback: RuleMatch | None
+    """``tools.<t>.allowed`` (allow), set only when ``matches`` is empty."""
+
+
 def tool_rule_matches(a: ActionRequest, rule: ToolRule, spec: PolicyFile) -> list[RuleMatch]:
+    """The matches, or the fallback allow when none fired."""
+    r = tool_rule_result(a, rule, spec)
+    return list(r.matches) if r.fallback is None else [r.fallback]
+
+
+def tool_rule_result(a: ActionRequest, rule: ToolRule, spec: PolicyFile) -> ToolRuleResult:
     t = f"tools.{a.tool}"
     out: list[RuleMatch] = []
 
@@ -58,6 +76,54 @@ def tool_rule_matches(a: ActionRequest, rule: ToolRule, spec: PolicyFile) -> lis
     if not rule.allowed:
         add("allowed", "deny", f"'{a.tool}' is disabled by the policy (allowed: false)")
     cap, over = _limit(rule, spec, "max_amount_usd"), _limit(rule, spec, "require_approval_over_usd")
+    _amount_rules(a, rule, cap, over, add)
+    if (cite := _flag(rule, spec, "require_citation")) is not None:
+        if not a.citations:
+            add(cite, "deny", "the call cites no evidence; cite a retrieved policy")
+        else:
+            unknown = sorted(set(a.citations) - a.retrieved_evidence)
+            if unknown:
+                add(cite, "deny", f"cited evidence was not retrieved in this run: {', '.join(unknown)}")
+    if rule.allowed_fields is not None:
+        bad = sorted(set(a.fields or ()) - set(rule.allowed_fields))
+        if bad:
+            add(
+                "allowed_fields",
+                "deny",
+                f"field(s) {', '.join(bad)} not in allowed_fields ({', '.join(rule.allowed_fields)})",
+            )
+        elif not a.fields:
+            add("allowed_fields", "deny", "the call names no field to change")
+    if rule.mode == "parameterized_only" and a.free_sql:
+        add("mode", "deny", "free-form SQL is refused; pick a named query template")
+    if rule.row_level_security:
+        others = sorted(c for c in a.target_subject_ids if c != a.subject_id)
+        if a.subject_id is None:
+            add("row_level_security", "deny", "no end user is bound to this run")
+        elif others:
+            add(
+                "row_level_security",
+                "deny",
+                f"the run acts for {a.subject_id}; data of {', '.join(others)} is out of scope",
+            )
+    if (appr := _flag(rule, spec, "require_approval")) is not None:
+        add(appr, "require_approval", f"every '{a.tool}' call needs a human approval")
+    return ToolRuleResult(tuple(out), None) if out else ToolRuleResult((), _fallback(a, cap, over))
+
+
+def _fallback(a: ActionRequest, cap: _Limit | None, over: _Limit | None) -> RuleMatch:
+    if a.amount_usd is not None and (cap is not None or over is not None):
+        limits = [f"max ${x.value:,.2f}" for x in (cap,) if x] + [
+            f"approval over ${x.value:,.2f}" for x in (over,) if x
+        ]
+        why = f"${a.amount_usd:,.2f} is within the limits ({', '.join(limits)})"
+    else:
+        why = f"'{a.tool}' is allowed and no limit applies"
+    return RuleMatch(rule_id=f"tools.{a.tool}.allowed", effect="allow", reason=why)
+
+
+def _amount_rules(a: ActionRequest, rule: ToolRule, cap: _Limit | None, over: _Limit | None, add: _Add) -> None:
+    """Per-call amount limits (``max_amount_usd``, approval threshold) and per-run totals."""
     if cap is not None or over is not None:
         own = any(x is not None and x.rule_id.startswith("tools.") for x in (cap, over))
         source = "max_amount_usd" if own else (cap or over).rule_id  # type: ignore[union-attr]
@@ -90,43 +156,3 @@ def tool_rule_matches(a: ActionRequest, rule: ToolRule, spec: PolicyFile) -> lis
                 f"with earlier calls this run moves ${total:,.2f} through {a.tool}, over "
                 f"${rule.require_approval_over_total_usd:,.2f}: a human must approve",
             )
-    if (cite := _flag(rule, spec, "require_citation")) is not None:
-        if not a.citations:
-            add(cite, "deny", "the call cites no evidence; cite a retrieved policy")
-        else:
-            unknown = sorted(set(a.citations) - a.retrieved_evidence)
-            if unknown:
-                add(cite, "deny", f"cited evidence was not retrieved in this run: {', '.join(unknown)}")
-    if rule.allowed_fields is not None:
-        bad = sorted(set(a.fields or ()) - set(rule.allowed_fields))
-        if bad:
-            add(
-                "allowed_fields",
-                "deny",
-                f"field(s) {', '.join(bad)} not in allowed_fields ({', '.join(rule.allowed_fields)})",
-            )
-        elif not a.fields:
-            add("allowed_fields", "deny", "the call names no field to change")
-    if rule.mode == "parameterized_only" and a.free_sql:
-        add("mode", "deny", "free-form SQL is refused; pick a named query template")
-    if rule.row_level_security:
-        others = sorted(c for c in a.target_customer_ids if c != a.principal_customer_id)
-        if a.principal_customer_id is None:
-            add("row_level_security", "deny", "no end user is bound to this run")
-        elif others:
-            add(
-                "row_level_security",
-                "deny",
-                f"the run acts for {a.principal_customer_id}; data of {', '.join(others)} is out of scope",
-            )
-    if (appr := _flag(rule, spec, "require_approval")) is not None:
-        add(appr, "require_approval", f"every '{a.tool}' call needs a human approval")
-    if not out:
-        if a.amount_usd is not None and (cap is not None or over is not None):
-            limits = [f"max ${x.value:,.2f}" for x in (cap,) if x] + [
-                f"approval over ${x.value:,.2f}" for x in (over,) if x
-            ]
-            add("allowed", "allow", f"${a.amount_usd:,.2f} is within the limits ({', '.join(limits)})")
-        else:
-            add("allowed", "allow", f"'{a.tool}' is allowed and no limit applies")
-    return out

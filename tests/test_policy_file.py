@@ -541,8 +541,8 @@ actions = st.builds(
         ).map(lambda xs: tuple(sorted(xs))),
     ),
     free_sql=st.booleans(),
-    target_customer_ids=st.lists(st.sampled_from(CUSTOMERS), unique=True, max_size=2).map(tuple),
-    principal_customer_id=st.one_of(st.none(), st.sampled_from(CUSTOMERS)),
+    target_subject_ids=st.lists(st.sampled_from(CUSTOMERS), unique=True, max_size=2).map(tuple),
+    subject_id=st.one_of(st.none(), st.sampled_from(CUSTOMERS)),
     citations=st.lists(st.sampled_from(EVIDENCE), unique=True, max_size=2).map(tuple),
     retrieved_evidence=st.frozensets(st.sampled_from(EVIDENCE)),
 )
@@ -570,8 +570,8 @@ def expected_rules(a: ActionRequest) -> dict[str, str]:
     elif a.tool == "run_sql_query":
         if a.free_sql:
             out[f"{t}.mode"] = "deny"
-        if a.principal_customer_id is None or any(
-            c != a.principal_customer_id for c in a.target_customer_ids
+        if a.subject_id is None or any(
+            c != a.subject_id for c in a.target_subject_ids
         ):
             out[f"{t}.row_level_security"] = "deny"
     return out or {f"{t}.allowed": "allow"}
@@ -614,7 +614,7 @@ def test_support_policy_decisions(a: ActionRequest) -> None:
     if a.tool == "run_sql_query":
         if a.free_sql:
             assert isinstance(d, Deny) and "tools.run_sql_query.mode" in matched
-        if any(c != a.principal_customer_id for c in a.target_customer_ids):
+        if any(c != a.subject_id for c in a.target_subject_ids):
             assert isinstance(d, Deny) and "tools.run_sql_query.row_level_security" in matched
     if a.tool in ("lookup_customer", "lookup_order", "search_policy", "handoff_to_human"):
         assert isinstance(d, Allow)

@@ -1,46 +1,52 @@
-"""The governed support desk: policy, tools, models and graph wired together.
+"""The governed support desk, written only with tether's public names.
 
-``support_workflow(...)`` returns the ``Workflow`` (a plain LangGraph graph underneath).
-``SupportDesk`` is the session object behind the CLI and the demo: it owns the data
-directory, the ledger, the business database and the checkpointer, and runs, pauses and
-resumes threads across processes.
+``WORKFLOW`` is its ``WorkflowSpec`` (installed under the entry point name ``support``);
+``support_workflow(...)`` builds the ``Workflow``; ``SupportDesk`` is a thin ``Session`` over
+``$TETHER_HOME`` with the desk's vocabulary (``customer_id``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from langchain_core.messages import HumanMessage
-from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command
-
-from tether.agents.models import ModelConfig, load_chat_model
-from tether.agents.support.tools import build_support_tools
+from tether import (
+    Approval,
+    BuildContext,
+    ConfigError,
+    EscalationAction,
+    EvidenceSearch,
+    Home,
+    HybridKnowledgeBase,
+    KnowledgeBase,
+    Ledger,
+    ModelConfig,
+    Policy,
+    Route,
+    RunResult,
+    RuntimeLimits,
+    SecretResolver,
+    Session,
+    VectorKnowledgeBase,
+    Workflow,
+    WorkflowSpec,
+    load_chat_model,
+)
+from tether.agents.support.models import REASONING_ID, ROUTER_ID, register_offline_models
+from tether.agents.support.tools import SupportResources, build_support_tools
 from tether.agents.support.world import connect_world
-from tether.checkpoints.checkpointer import open_checkpointer
-from tether.checkpoints.ledger import Approval, Ledger
-from tether.config import Home
-from tether.errors import ApprovalError, ConfigError, TetherError
-from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
-from tether.graphs.workflow import DECISION_STATUS, Workflow, parse_decision
-from tether.guards.policy import Policy
-from tether.guards.ratelimit import RuntimeLimits
-from tether.guards.secret_refs import SecretResolver
-from tether.retrieval import EvidenceSearch, HybridKnowledgeBase, KnowledgeBase, VectorKnowledgeBase
 
 __all__ = [
     "POLICY_PATH",
     "SUPPORT_ROUTES",
+    "WORKFLOW",
     "Retrieval",
     "RunResult",
     "SupportDesk",
     "open_knowledge_base",
     "support_workflow",
+    "world_path",
 ]
 
 _HERE = Path(__file__).parent
@@ -52,13 +58,27 @@ SYSTEM_PROMPT = (
     "Use tools to look things up before acting; cite policy evidence ids when issuing refunds; "
     "never change credit limits; hand off to a human when you cannot help."
 )
-SUPPORT_ROUTES: dict[str, tuple[str, ...]] = {
-    "refund": ("lookup_customer", "lookup_order", "search_policy", "issue_refund", "handoff_to_human"),
-    "account_update": ("lookup_customer", "update_crm_record", "handoff_to_human"),
-    "order_history": ("lookup_order", "run_sql_query", "handoff_to_human"),
-    "policy_question": ("search_policy", "handoff_to_human"),
-    "other": ("search_policy", "handoff_to_human"),
+SUPPORT_ROUTES: tuple[Route, ...] = (
+    Route(name="refund", description="the customer wants money back for an order",
+          tools=("lookup_customer", "lookup_order", "search_policy", "issue_refund", "handoff_to_human")),
+    Route(name="account_update", description="change the customer's contact details",
+          tools=("lookup_customer", "update_crm_record", "handoff_to_human")),
+    Route(name="order_history", description="questions about the customer's own orders",
+          tools=("lookup_order", "run_sql_query", "handoff_to_human")),
+    Route(name="policy_question", description="questions about shop policies (refunds, shipping, warranty)",
+          tools=("search_policy", "handoff_to_human")),
+    Route(name="other", description="anything else", tools=("search_policy", "handoff_to_human")),
+)
+CLOSINGS = {
+    EscalationAction.HANDOFF_TO_HUMAN: "I've handed this to a colleague who will follow up.",
+    EscalationAction.HALT: "I had to stop here.",
+    EscalationAction.ASK_USER: "I need more information from you to continue.",
 }
+
+
+def world_path(home: Home) -> Path:
+    """The desk's business database copy inside the data directory."""
+    return home.root / "world" / "support.sqlite"
 
 
 def support_workflow(
@@ -73,28 +93,45 @@ def support_workflow(
     """The support desk as a ``Workflow``. Compile it with any LangGraph checkpointer.
 
     Rate-limit and circuit-breaker state lives in ``$TETHER_HOME/limits.sqlite``; call
-    ``Workflow.close()`` when done (``SupportDesk`` does).
+    ``Workflow.close()`` when done (``Session`` does).
     """
+    register_offline_models()
     models = models or ModelConfig()
     policy = policy or Policy.from_yaml(POLICY_PATH)
+    router, reasoning = models.router or ROUTER_ID, models.reasoning or REASONING_ID
     kb = open_knowledge_base(retrieval or _retrieval_from_env(), home)
     return Workflow(
         name="support",
+        description="Customer support desk: refunds, contact updates, order history, policy answers",
         policy=policy,
-        tools=build_support_tools(kb),
+        tools=build_support_tools(),
         routes=SUPPORT_ROUTES,
-        router_model=load_chat_model(models.router, base_url=models.base_url),
-        router_model_id=models.router,
-        model=load_chat_model(models.reasoning, base_url=models.base_url),
-        model_id=models.reasoning,
+        router_model=load_chat_model(router, base_url=models.base_url),
+        router_model_id=router,
+        model=load_chat_model(reasoning, base_url=models.base_url),
+        model_id=reasoning,
         ledger=ledger,
-        db=connect_world(world or home.world),
+        resources=SupportResources(db=connect_world(world or world_path(home)), kb=kb),
+        requires_subject=True,
+        closings=CLOSINGS,
         system_prompt=SYSTEM_PROMPT,
         prompt_version=PROMPT_VERSION,
         prices=models.prices,
         limits=RuntimeLimits.open(policy, home.root / "limits.sqlite"),
         secrets=SecretResolver(),
     )
+
+
+def _build(ctx: BuildContext) -> Workflow:
+    return support_workflow(home=ctx.home, ledger=ctx.ledger, policy=ctx.policy, models=ctx.models)
+
+
+WORKFLOW = WorkflowSpec(
+    name="support",
+    description="Customer support desk: refunds, contact updates, order history, policy answers",
+    build=_build,
+    policy_path=POLICY_PATH,
+)
 
 
 Retrieval = Literal["bm25", "vector", "hybrid"]
@@ -118,24 +155,8 @@ def open_knowledge_base(kind: Retrieval, home: Home) -> EvidenceSearch:
     return HybridKnowledgeBase.from_dir(KB_DIR, persist_dir=persist)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RunResult:
-    """Where a thread stands after a call: finished (with an outcome) or waiting for a human."""
-
-    thread_id: str
-    outcome: Resolved | Escalated | None
-    waiting_for: tuple[ApprovalRequest, ...] = ()
-    route: str | None = None
-
-    @property
-    def status(self) -> str:
-        if self.waiting_for:
-            return "awaiting_approval"
-        return self.outcome.kind if self.outcome is not None else "unfinished"
-
-
-class SupportDesk:
-    """A session over ``$TETHER_HOME``. Use as a context manager."""
+class SupportDesk(Session):
+    """A ``Session`` of the support desk over ``$TETHER_HOME``, speaking of customers."""
 
     def __init__(
         self,
@@ -147,113 +168,16 @@ class SupportDesk:
         roles: tuple[str, ...] = (),
     ) -> None:
         """``principal`` and ``roles`` identify the agent to the policy (never the model)."""
-        self._identity: dict[str, Any] = {}
-        if principal:
-            self._identity["principal"] = principal
-        if roles:
-            self._identity["roles"] = list(roles)
         self.home = (home or Home.from_env()).ensure()
-        with ExitStack() as stack:  # on any error below, what was opened is closed again
-            self.ledger = stack.enter_context(Ledger.open(self.home.ledger_url))
-            self.workflow = support_workflow(
-                home=self.home, ledger=self.ledger, policy=policy, models=models or ModelConfig.from_env()
-            )
-            stack.callback(self.workflow.close)
-            self._saver = stack.enter_context(open_checkpointer(self.home.checkpoint_url))
-            self.app = self.workflow.compile(checkpointer=self._saver)
-            self._stack = stack.pop_all()
+        opened = Session.open(WORKFLOW, home=self.home, policy=policy, models=models,
+                              principal=principal, roles=roles)
+        self.__dict__.update(opened.__dict__)
 
-    def __enter__(self) -> SupportDesk:
-        return self
+    def run(self, text: str, *, thread_id: str, subject: object = None, customer_id: str | None = None) -> RunResult:  # type: ignore[override]
+        """Start a request for ``customer_id`` on a thread."""
+        return super().run(text, thread_id=thread_id, subject=customer_id or subject)  # type: ignore[arg-type]
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._stack.close()
-
-    @property
-    def policy(self) -> Policy:
-        return self.workflow.policy
-
-    def _config(self, thread_id: str) -> RunnableConfig:
-        return {"configurable": {"thread_id": thread_id, **self._identity}, "recursion_limit": 100}
-
-    def run(self, text: str, *, customer_id: str, thread_id: str) -> RunResult:
-        """Start a new request on a thread (the thread may hold earlier requests)."""
-        if self.waiting(thread_id):
-            raise ApprovalError(
-                approval_id=self.waiting(thread_id)[0].approval_id,
-                reason=f"thread {thread_id} is waiting for this approval; decide it or resume first",
-            )
-        start: dict[str, Any] = {"messages": [HumanMessage(content=text)], "customer_id": customer_id}
-        self.app.invoke(
-            start,
-            self._config(thread_id),
-            durability="sync",
-        )
-        return self.result(thread_id)
-
-    def stream(self, text: str, *, customer_id: str, thread_id: str) -> Iterator[dict[str, Any]]:
-        """Like ``run``, yielding each node's update as it happens."""
-        start: dict[str, Any] = {"messages": [HumanMessage(content=text)], "customer_id": customer_id}
-        yield from self.app.stream(
-            start,
-            self._config(thread_id),
-            stream_mode="updates",
-        )
-
-    def waiting(self, thread_id: str) -> tuple[ApprovalRequest, ...]:
-        snap = self.app.get_state(self._config(thread_id))
-        out: list[ApprovalRequest] = []
-        for task in snap.tasks:
-            for intr in task.interrupts:
-                if isinstance(intr.value, ApprovalRequest):
-                    out.append(intr.value)
-        return tuple(out)
-
-    def result(self, thread_id: str) -> RunResult:
-        snap = self.app.get_state(self._config(thread_id))
-        values = snap.values or {}
-        waiting = self.waiting(thread_id)
-        return RunResult(
-            thread_id=thread_id,
-            outcome=None if waiting else values.get("outcome"),
-            waiting_for=waiting,
-            route=values.get("route"),
-        )
-
-    def decide(self, approval_id: str, decision: Approve | Reject | Edit) -> Approval:
-        """Record a human decision (any process); ``resume`` then applies it."""
-        status = DECISION_STATUS[decision.kind]
-        return self.ledger.decide(
-            approval_id,
-            status=status,
-            decided_by=decision.approver,  # type: ignore[arg-type]
-            decision=decision.model_dump(mode="json"),
-        )
-
-    def resume(self, thread_id: str) -> RunResult:
-        """Continue a thread: apply the recorded decision to its pending approval, or, after a
-        crash, carry on from the last checkpoint. A finished thread is left as it is."""
-        snap = self.app.get_state(self._config(thread_id))
-        if not snap.values and not snap.tasks:
-            raise TetherError(
-                f"no thread {thread_id!r} in {self.home.root}; check the id (tether ledger show)"
-            )
-        waiting = self.waiting(thread_id)
-        if not waiting:
-            if snap.tasks:  # pending work (even when a crash left no checkpoint for it)
-                # interrupted by a crash, not by a human: continue from the last checkpoint
-                self.app.invoke(None, self._config(thread_id), durability="sync")
-            return self.result(thread_id)
-        req = waiting[0]
-        appr = self.ledger.approval(req.approval_id)
-        if appr.status == "pending" or appr.decision is None:
-            raise ApprovalError(
-                approval_id=req.approval_id,
-                reason="still pending; run `tether approve` or `tether reject` first",
-            )
-        decision = parse_decision(appr.decision)
-        self.app.invoke(Command(resume=decision), self._config(thread_id), durability="sync")
-        return self.result(thread_id)
+    def record(self, approval_id: str, decision: object) -> Approval:
+        """Validate and record a decision without resuming (``resume`` applies it)."""
+        super().decide(approval_id, decision, resume=False)  # type: ignore[arg-type]
+        return self.ledger.approval(approval_id)

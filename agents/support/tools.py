@@ -11,17 +11,26 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tether.errors import ToolError
-from tether.retrieval.hybrid import EvidenceSearch
-from tether.retrieval.knowledge import Evidence
-from tether.tools.base import ToolContext, Toolset, tool
+from tether import Evidence, EvidenceSearch, HandOff, ToolContext, ToolError, Toolset, tool
 
-__all__ = ["SQL_TEMPLATES", "build_support_tools"]
+__all__ = ["SQL_TEMPLATES", "SupportResources", "build_support_tools"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SupportResources:
+    """What the desk's tools work with: the business database and the policy knowledge base."""
+
+    db: sqlite3.Connection
+    kb: EvidenceSearch
+
+    def close(self) -> None:
+        self.db.close()
 
 ORDER_ID = r"^O-\d{5}$"
 
@@ -136,6 +145,10 @@ class HandoffResult(_Result):
     replayed: bool = False
 
 
+def _handoff(args: HandoffArgs, result: HandoffResult) -> HandOff:
+    return HandOff(reason=args.reason, summary=args.summary, ticket_id=result.ticket_id)
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -209,21 +222,21 @@ def _order(db: sqlite3.Connection, order_id: str, customer_id: str) -> OrderInfo
     )
 
 
-def _refund_preview(args: RefundArgs, ctx: ToolContext) -> str:
-    o = _order(ctx.db, args.order_id, ctx.customer_id)
+def _refund_preview(args: RefundArgs, ctx: ToolContext[SupportResources]) -> str:
+    o = _order(ctx.resources.db, args.order_id, ctx.subject_id)
     return (
         f"refund ${args.amount_usd:.2f} on {o.id} (paid ${o.paid_usd:.2f}, already refunded "
         f"${o.refunded_usd:.2f}, refundable ${o.refundable_usd:.2f}); reason: {args.reason}"
     )
 
 
-def _crm_preview(args: CrmUpdateArgs, ctx: ToolContext) -> str:
-    row = ctx.db.execute("SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.customer_id,)).fetchone()
+def _crm_preview(args: CrmUpdateArgs, ctx: ToolContext[SupportResources]) -> str:
+    row = ctx.resources.db.execute("SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.subject_id,)).fetchone()
     parts = []
     for k, v in sorted(args.fields.items()):
         old = row[k] if row is not None and k in row.keys() else "?"  # noqa: SIM118 (sqlite3.Row)
         parts.append(f"{k}: {old!r} -> {v!r}")
-    return f"update contact of {ctx.customer_id}: " + "; ".join(parts)
+    return f"update contact of {ctx.subject_id}: " + "; ".join(parts)
 
 
 _CRM_FIELDS = ("email", "phone", "shipping_address", "credit_limit_usd")
@@ -258,34 +271,34 @@ SQL_TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
 # ---------------------------------------------------------------- the toolset
 
 
-def build_support_tools(kb: EvidenceSearch) -> Toolset:
-    """The support desk's tools; ``search_policy`` searches ``kb``."""
+def build_support_tools() -> Toolset:
+    """The support desk's tools (they work on ``SupportResources``)."""
 
     @tool(name="lookup_customer")
-    def lookup_customer(args: LookupCustomerArgs, ctx: ToolContext) -> CustomerInfo:
+    def lookup_customer(args: LookupCustomerArgs, ctx: ToolContext[SupportResources]) -> CustomerInfo:
         """Look up the current customer's profile and contact details."""
-        r = ctx.db.execute(
+        r = ctx.resources.db.execute(
             "SELECT c.id, c.name, c.tier, k.email, k.phone, k.shipping_address FROM customers c"
             " JOIN crm_contacts k ON k.customer_id = c.id WHERE c.id=?",
-            (ctx.customer_id,),
+            (ctx.subject_id,),
         ).fetchone()
         if r is None:
             raise ToolError(
                 code="customer_not_found",
-                message=f"customer {ctx.customer_id} does not exist",
+                message=f"customer {ctx.subject_id} does not exist",
                 hint="Hand off to a human: the run is bound to an unknown customer.",
             )
         return CustomerInfo(**dict(r))
 
     @tool(name="lookup_order")
-    def lookup_order(args: LookupOrderArgs, ctx: ToolContext) -> OrderInfo:
+    def lookup_order(args: LookupOrderArgs, ctx: ToolContext[SupportResources]) -> OrderInfo:
         """Look up one of the current customer's orders: items, payments and refunds so far."""
-        return _order(ctx.db, args.order_id, ctx.customer_id)
+        return _order(ctx.resources.db, args.order_id, ctx.subject_id)
 
     @tool(name="search_policy", yields_evidence=True)
-    def search_policy(args: SearchPolicyArgs, ctx: ToolContext) -> PolicySearchResult:
+    def search_policy(args: SearchPolicyArgs, ctx: ToolContext[SupportResources]) -> PolicySearchResult:
         """Search the support policies (refund, shipping, warranty, privacy). Cite evidence ids."""
-        return PolicySearchResult(evidence=kb.search(args.query))
+        return PolicySearchResult(evidence=ctx.resources.kb.search(args.query))
 
     @tool(
         name="issue_refund",
@@ -294,16 +307,16 @@ def build_support_tools(kb: EvidenceSearch) -> Toolset:
         citations_arg="citation_ids",
         preview=_refund_preview,
     )
-    def issue_refund(args: RefundArgs, ctx: ToolContext) -> RefundResult:
+    def issue_refund(args: RefundArgs, ctx: ToolContext[SupportResources]) -> RefundResult:
         """Refund part or all of an order to the original payment method. Cite the policy."""
-        db = ctx.db
+        db = ctx.resources.db
         with _tx(db):  # the key lookup and the insert are one transaction
             prior = db.execute(
                 "SELECT id, order_id, amount_usd FROM refunds WHERE idempotency_key=?",
                 (ctx.idempotency_key,),
             ).fetchone()
             if prior is not None:
-                o = _order(db, prior["order_id"], ctx.customer_id)
+                o = _order(db, prior["order_id"], ctx.subject_id)
                 return RefundResult(
                     refund_id=prior["id"],
                     order_id=prior["order_id"],
@@ -311,7 +324,7 @@ def build_support_tools(kb: EvidenceSearch) -> Toolset:
                     remaining_refundable_usd=o.refundable_usd,
                     replayed=True,
                 )
-            o = _order(db, args.order_id, ctx.customer_id)
+            o = _order(db, args.order_id, ctx.subject_id)
             if o.status == "cancelled" or o.paid_usd <= 0:
                 raise ToolError(code="not_refundable", message=f"{o.id} has no payment to refund")
             if args.amount_usd > o.refundable_usd + 1e-9:
@@ -345,7 +358,7 @@ def build_support_tools(kb: EvidenceSearch) -> Toolset:
         )
 
     @tool(name="update_crm_record", effect="write", fields_arg="fields", preview=_crm_preview)
-    def update_crm_record(args: CrmUpdateArgs, ctx: ToolContext) -> CrmUpdateResult:
+    def update_crm_record(args: CrmUpdateArgs, ctx: ToolContext[SupportResources]) -> CrmUpdateResult:
         """Update the current customer's contact record (only fields the policy allows)."""
         unknown = sorted(set(args.fields) - set(_CRM_FIELDS))
         if unknown or not args.fields:
@@ -354,7 +367,7 @@ def build_support_tools(kb: EvidenceSearch) -> Toolset:
                 message=f"contact records have no field(s) {', '.join(unknown) or '(none given)'}",
                 hint=f"Use one of: {', '.join(_CRM_FIELDS)}.",
             )
-        db = ctx.db
+        db = ctx.resources.db
         with _tx(db):
             done = db.execute(
                 "SELECT field, new_value FROM crm_changes WHERE idempotency_key=?",
@@ -362,27 +375,27 @@ def build_support_tools(kb: EvidenceSearch) -> Toolset:
             ).fetchall()
             if done:
                 return CrmUpdateResult(
-                    customer_id=ctx.customer_id,
+                    customer_id=ctx.subject_id,
                     changed={r["field"]: r["new_value"] for r in done},
                     replayed=True,
                 )
-            row = db.execute("SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.customer_id,)).fetchone()
+            row = db.execute("SELECT * FROM crm_contacts WHERE customer_id=?", (ctx.subject_id,)).fetchone()
             if row is None:
                 raise ToolError(code="customer_not_found", message="no contact record")
             for k, v in sorted(args.fields.items()):
                 db.execute(
                     "INSERT INTO crm_changes (customer_id, field, old_value, new_value,"
                     " idempotency_key, changed_at) VALUES (?,?,?,?,?,?)",
-                    (ctx.customer_id, k, str(row[k]), v, ctx.idempotency_key, _now()),
+                    (ctx.subject_id, k, str(row[k]), v, ctx.idempotency_key, _now()),
                 )
                 db.execute(  # k is one of _CRM_FIELDS, checked above
                     f"UPDATE crm_contacts SET {k}=?, updated_at=? WHERE customer_id=?",
-                    (v, _now(), ctx.customer_id),
+                    (v, _now(), ctx.subject_id),
                 )
-        return CrmUpdateResult(customer_id=ctx.customer_id, changed=dict(args.fields))
+        return CrmUpdateResult(customer_id=ctx.subject_id, changed=dict(args.fields))
 
-    @tool(name="run_sql_query", customer_arg="customer_id", sql_arg="sql")
-    def run_sql_query(args: SqlQueryArgs, ctx: ToolContext) -> SqlQueryResult:
+    @tool(name="run_sql_query", subject_arg="customer_id", sql_arg="sql")
+    def run_sql_query(args: SqlQueryArgs, ctx: ToolContext[SupportResources]) -> SqlQueryResult:
         """Run a named, parameterized read query about the current customer's data."""
         if args.sql:
             raise ToolError(code="free_sql_refused", message="SQL text is never executed")
@@ -396,19 +409,19 @@ def build_support_tools(kb: EvidenceSearch) -> Toolset:
                 f"missing {missing}, unexpected {extra}",
                 hint="Pass exactly the template's params.",
             )
-        bind: dict[str, str] = {**args.params, "customer": ctx.customer_id}
+        bind: dict[str, str] = {**args.params, "customer": ctx.subject_id}
         if args.template == "orders_last_month":
-            first_this = _world_today(ctx.db).replace(day=1)
+            first_this = _world_today(ctx.resources.db).replace(day=1)
             first_prev = (first_this - timedelta(days=1)).replace(day=1)
             bind |= {"month_start": first_prev.isoformat(), "month_end": first_this.isoformat()}
-        cur = ctx.db.execute(sql, bind)
+        cur = ctx.resources.db.execute(sql, bind)
         cols = [c[0] for c in cur.description]
         return SqlQueryResult(template=args.template, columns=cols, rows=[list(r) for r in cur.fetchall()])
 
-    @tool(name="handoff_to_human", effect="write", terminal=True)
-    def handoff_to_human(args: HandoffArgs, ctx: ToolContext) -> HandoffResult:
+    @tool(name="handoff_to_human", effect="write", terminal=_handoff)
+    def handoff_to_human(args: HandoffArgs, ctx: ToolContext[SupportResources]) -> HandoffResult:
         """Hand the conversation to a human agent with a summary. Ends the run."""
-        with _tx(ctx.db) as db:
+        with _tx(ctx.resources.db) as db:
             prior = db.execute(
                 "SELECT id FROM support_tickets WHERE idempotency_key=?", (ctx.idempotency_key,)
             ).fetchone()
@@ -417,7 +430,7 @@ def build_support_tools(kb: EvidenceSearch) -> Toolset:
             ticket = _next_id(db, "support_tickets", "T-", 5000)
             db.execute(
                 "INSERT INTO support_tickets VALUES (?,?,?,?,?,?)",
-                (ticket, ctx.customer_id, args.summary, args.reason, _now(), ctx.idempotency_key),
+                (ticket, ctx.subject_id, args.summary, args.reason, _now(), ctx.idempotency_key),
             )
         return HandoffResult(ticket_id=ticket)
 

@@ -74,7 +74,7 @@ def test_granted_tool_is_decided_by_the_tool_rule_and_lists_the_grant() -> None:
 
 def test_tool_not_granted_is_denied_by_the_role_rule() -> None:
     p = Policy.from_text(RBAC)
-    d = p.evaluate(ActionRequest(tool="run_sql_query", principal_customer_id="C-1"), principal="tether-agent")
+    d = p.evaluate(ActionRequest(tool="run_sql_query", subject_id="C-1"), principal="tether-agent")
     assert d.kind == "deny" and d.rule_id == "roles.support_agent.tools"
     d = p.evaluate(refund(10), role="analyst")
     assert d.kind == "deny" and d.rule_id == "roles.analyst.tools"
@@ -173,7 +173,7 @@ ARGS = SUPPORT_TEXT.replace(
     """    require_citation: true
     args:
       amount_usd: {min: 0.5, max: 45}
-      order_id: {pattern: "O-[0-9]{5}"}
+      order_id: {pattern: "O-[0-9]{5}", required: true}
       reason: {enum: [damaged, late, wrong_item]}
 """,
 )
@@ -193,6 +193,8 @@ def test_arg_rules_deny_with_field_rule_ids() -> None:
         assert d.kind == "deny" and d.rule_id == f"tools.issue_refund.args.{field}", field
     missing = p.evaluate(refund(10, args={"amount_usd": 10.0, "reason": "late"}))
     assert missing.rule_id == "tools.issue_refund.args.order_id" and "does not give" in missing.reason
+    # an optional argument (no required: true) may be left out
+    assert p.evaluate(refund(10, args={"amount_usd": 10.0, "order_id": "O-20417"})).kind == "allow"
     # the pattern's value is not echoed (arguments may be sensitive)
     assert "DROP" not in p.evaluate(refund(10, args=cases["order_id"])).reason
 

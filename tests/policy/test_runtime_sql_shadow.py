@@ -56,7 +56,7 @@ def test_rate_limit_reserves_denies_and_survives_a_restart(tmp_path: Path) -> No
 def test_rate_limit_per_customer_and_tools_without_limits(tmp_path: Path) -> None:
     with RuntimeLimits.open(Policy.from_text(LIMITED), tmp_path / "l.sqlite", clock=Clock()) as limits:
         def look(c: str) -> ActionRequest:
-            return ActionRequest(tool="lookup_order", principal_customer_id=c)
+            return ActionRequest(tool="lookup_order", subject_id=c)
 
         assert isinstance(limits.before_act(look("C-1")), Allow)
         assert isinstance(limits.before_act(look("C-1")), Deny)
@@ -107,7 +107,7 @@ SQL = SUPPORT_TEXT.replace(
 
 
 def sql(text: str, customer: str | None = "C-1042") -> ActionRequest:
-    return ActionRequest(tool="run_sql_query", free_sql=True, sql=text, principal_customer_id=customer)
+    return ActionRequest(tool="run_sql_query", free_sql=True, sql=text, subject_id=customer)
 
 
 def test_read_only_sql_allows_a_checked_select() -> None:
@@ -134,9 +134,9 @@ def test_read_only_sql_denies_unsafe_sql_with_the_sql_rule(text: str, rule: str)
 def test_read_only_sql_needs_text_and_a_principal_and_a_scope() -> None:
     p = Policy.from_text(SQL)
     assert p.evaluate(sql("SELECT id FROM orders", customer=None)).kind == "deny"
-    d = p.evaluate(ActionRequest(tool="run_sql_query", free_sql=True, principal_customer_id="C-1"))
+    d = p.evaluate(ActionRequest(tool="run_sql_query", free_sql=True, subject_id="C-1"))
     assert d.rule_id == "tools.run_sql_query.mode"
-    assert p.evaluate(ActionRequest(tool="run_sql_query", principal_customer_id="C-1")).kind == "allow"
+    assert p.evaluate(ActionRequest(tool="run_sql_query", subject_id="C-1")).kind == "allow"
     with pytest.raises(PolicyFileError) as info:
         Policy.from_text(SUPPORT_TEXT.replace('"parameterized_only"', '"read_only_sql"'))
     assert info.value.key == "tools.run_sql_query.mode"

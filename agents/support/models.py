@@ -1,10 +1,9 @@
-"""Deterministic offline chat models: stand-ins so the desk runs with no network.
+"""The support desk's deterministic offline models: stand-ins so the desk runs with no network.
 
-These are *not* language models. ``OfflineRouter`` classifies a request with keyword rules;
+These are *not* language models. ``ROUTER`` is a ``KeywordRouter`` over the desk's routes;
 ``OfflineSupportModel`` follows a fixed playbook per route (look up, cite, act, answer),
-reading the tool results it gets back. Both implement LangChain's chat-model interface with
-tool calling and report token usage, so budgets, pricing and the ledger behave as with a real
-provider. ``ScriptedChatModel`` replays a fixed list of messages (for tests).
+reading the tool results it gets back. Both report token usage at a notional price, so
+budgets, pricing and the ledger behave as with a real provider.
 """
 
 from __future__ import annotations
@@ -14,51 +13,39 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable
 
-from tether.agents.models.pricing import estimate_tokens
+from tether import KeywordRouter, ModelPrice, OfflineChatModel, register_model
 
-__all__ = ["OfflineRouter", "OfflineSupportModel", "ScriptedChatModel"]
+__all__ = ["REASONING_ID", "ROUTER_ID", "OfflineSupportModel", "register_offline_models", "support_router"]
 
-ROUTES = ("refund", "account_update", "order_history", "policy_question", "other")
+ROUTER_ID = "offline:router-v1"
+REASONING_ID = "offline:support-v1"
 _ORDER = re.compile(r"\bO-\d{5}\b")
 _MONEY = re.compile(r"\$\s?(\d+(?:\.\d{1,2})?)")
 _CUSTOMER = re.compile(r"\bC-\d{4}\b")
 
 
-class _OfflineBase(BaseChatModel):
-    model_id: str = "offline:base"
+def support_router() -> KeywordRouter:
+    """Keyword routing for the desk's routes (tried in order; ``other`` when nothing matches)."""
+    return KeywordRouter(
+        model_id=ROUTER_ID,
+        keywords={
+            "refund": ("refund", "money back", "reimburse"),
+            "account_update": ("phone", "email", "address", "credit limit", "update my"),
+            "order_history": ("order", "ordered", "purchase", "bought"),
+            "policy_question": ("policy", "warranty", "shipping", "privacy", "how long"),
+        },
+        default="other",
+    )
 
-    @property
-    def _llm_type(self) -> str:
-        return self.model_id
 
-    def bind_tools(
-        self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
-    ) -> Runnable[LanguageModelInput, AIMessage]:
-        return self.bind(tools=list(tools), **kwargs)  # type: ignore[return-value]
-
-    def _reply(self, messages: list[BaseMessage], tools: list[str]) -> AIMessage:
-        raise NotImplementedError
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        tools = [t["function"]["name"] for t in kwargs.get("tools", []) if "function" in t]
-        msg = self._reply(messages, tools)
-        n_in = estimate_tokens(messages)
-        n_out = estimate_tokens([msg])
-        msg.usage_metadata = {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
-        msg.response_metadata = {"model_name": self.model_id}
-        return ChatResult(generations=[ChatGeneration(message=msg)])
+def register_offline_models() -> None:
+    """Make the desk's offline ids loadable (notional prices: a small and a large hosted model)."""
+    register_model(ROUTER_ID, support_router,
+                   price=ModelPrice(input_per_mtok=0.15, output_per_mtok=0.60, max_output_tokens=64))
+    register_model(REASONING_ID, OfflineSupportModel,
+                   price=ModelPrice(input_per_mtok=2.50, output_per_mtok=10.00, max_output_tokens=512))
 
 
 def _last_request(messages: Sequence[BaseMessage]) -> tuple[str, list[ToolMessage], list[AIMessage]]:
@@ -85,33 +72,12 @@ def _payload(m: ToolMessage) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"status": "ok", "result": data}
 
 
-class OfflineRouter(_OfflineBase):
-    """Keyword router: picks one of ``ROUTES`` with a ``route`` tool call."""
-
-    model_id: str = "offline:router-v1"
-
-    def _reply(self, messages: list[BaseMessage], tools: list[str]) -> AIMessage:
-        text, _, _ = _last_request(messages)
-        t = text.lower()
-        if any(w in t for w in ("refund", "money back", "reimburse")):
-            route = "refund"
-        elif any(w in t for w in ("phone", "email", "address", "credit limit", "update my")):
-            route = "account_update"
-        elif any(w in t for w in ("order", "ordered", "purchase", "bought")):
-            route = "order_history"
-        elif any(w in t for w in ("policy", "warranty", "shipping", "privacy", "how long")):
-            route = "policy_question"
-        else:
-            route = "other"
-        return _call("route", {"route": route}, 0)
-
-
-class OfflineSupportModel(_OfflineBase):
+class OfflineSupportModel(OfflineChatModel):
     """A fixed playbook per route that reacts to tool results, denials and approvals."""
 
-    model_id: str = "offline:support-v1"
+    model_id: str = REASONING_ID
 
-    def _reply(self, messages: list[BaseMessage], tools: list[str]) -> AIMessage:
+    def reply(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
         route = "other"
         for m in messages:
             if isinstance(m, SystemMessage) and (hit := re.search(r"route: (\w+)", str(m.content))):
@@ -244,20 +210,3 @@ def _policy(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
 
 def _other(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
     return AIMessage(content="I can help with refunds, your orders, your contact details and our policies.")
-
-
-class ScriptedChatModel(_OfflineBase):
-    """Replays ``script`` in order; raises when the run asks for more turns than scripted."""
-
-    model_id: str = "offline:scripted"
-    script: list[AIMessage]
-    position: list[int] = [0]
-
-    def _reply(self, messages: list[BaseMessage], tools: list[str]) -> AIMessage:
-        i = self.position[0]
-        if i >= len(self.script):
-            raise RuntimeError(
-                f"ScriptedChatModel: run asked for turn {i + 1}, script has {len(self.script)}"
-            )
-        self.position[0] = i + 1
-        return self.script[i].model_copy()

@@ -1,0 +1,234 @@
+"""``Session``: the one way to run, decide and resume any governed workflow.
+
+    with Session.open("support", home=Home.from_env()) as s:
+        r = s.run("Refund $40 on O-20417", thread_id="T1", subject="C-1042")
+        s.decide(r.waiting_for[0].approval_id, Approve(approver="lead@example.com"))
+
+The command line, evals, the Studio factory and notebooks are thin clients of it. A human
+decision is validated completely before it is recorded: the approval must exist, be pending
+and unexpired, belong to a thread this session can resume, and an edit must pass the tool's
+schema, the route and the policy. A decision that cannot be applied is refused and nothing is
+recorded; a different decision for an approval already decided raises ``DecisionConflict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command
+
+from tether.checkpoints.checkpointer import open_checkpointer
+from tether.checkpoints.ledger import Approval, Ledger, LedgerRow
+from tether.config import Home
+from tether.errors import ApprovalError, DecisionConflict, TetherError
+from tether.graphs.messages import DECISION_STATUS, parse_decision
+from tether.graphs.registry import BuildContext, WorkflowSpec, find_workflow
+from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
+from tether.graphs.workflow import Workflow
+from tether.guards.context import Subject
+from tether.guards.policy import Policy
+from tether.models import ModelConfig
+
+__all__ = ["PendingApproval", "RunResult", "Session"]
+
+Decision = Approve | Reject | Edit
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunResult:
+    """Where a thread stands after a call: finished (with an outcome) or waiting for a human."""
+
+    thread_id: str
+    outcome: Resolved | Escalated | None
+    waiting_for: tuple[ApprovalRequest, ...] = ()
+    route: str | None = None
+
+    @property
+    def status(self) -> Literal["awaiting_approval", "resolved", "escalated", "unfinished"]:
+        if self.waiting_for:
+            return "awaiting_approval"
+        return self.outcome.kind if self.outcome is not None else "unfinished"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingApproval:
+    """An approval as a reviewer sees it: the request, and whether it can still be granted."""
+
+    approval: Approval
+    state: Literal["pending", "expired", "approved", "rejected", "edited"]
+
+
+class Session:
+    """Runs one compiled workflow over a ledger and a checkpointer. Use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        workflow: Workflow,
+        checkpointer: BaseCheckpointSaver[Any],
+        principal: str | None = None,
+        roles: tuple[str, ...] = (),
+        recursion_limit: int = 100,
+    ) -> None:
+        """Borrow a built workflow and a checkpointer (``Session.open`` builds and owns both)."""
+        self.workflow = workflow
+        self.ledger: Ledger = workflow.ledger
+        self.app = workflow.compile(checkpointer=checkpointer)
+        self._identity: dict[str, Any] = {"principal": principal} if principal else {}
+        if roles:
+            self._identity["roles"] = list(roles)
+        self._recursion_limit = recursion_limit
+        self._stack = ExitStack()
+
+    @classmethod
+    def open(
+        cls,
+        workflow: str | WorkflowSpec,
+        *,
+        home: Home | None = None,
+        policy: Policy | str | Path | None = None,
+        models: ModelConfig | None = None,
+        principal: str | None = None,
+        roles: tuple[str, ...] = (),
+    ) -> Session:
+        """Build a workflow by name (or spec) over ``home``'s ledger and checkpointer, and own them."""
+        spec = find_workflow(workflow) if isinstance(workflow, str) else workflow
+        home = (home or Home.from_env()).ensure()
+        with ExitStack() as stack:  # on any error below, what was opened is closed again
+            ledger = stack.enter_context(Ledger.open(home.ledger_url))
+            ctx = BuildContext(home=home, ledger=ledger, policy=spec.load_policy(policy),
+                               models=models or ModelConfig.from_env())
+            wf = spec.build(ctx)
+            stack.callback(wf.close)
+            saver = stack.enter_context(open_checkpointer(home.checkpoint_url))
+            session = cls(workflow=wf, checkpointer=saver, principal=principal, roles=roles)
+            session._stack = stack.pop_all()
+        return session
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    @property
+    def policy(self) -> Policy:
+        return self.workflow.policy
+
+    def config(self, thread_id: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": thread_id, **self._identity},
+                "recursion_limit": self._recursion_limit}
+
+    # ------------------------------------------------------------------ running
+
+    def _start(self, text: str, thread_id: str, subject: Subject | str | None) -> dict[str, Any]:
+        waiting = self.waiting(thread_id)
+        if waiting:
+            raise ApprovalError(approval_id=waiting[0].approval_id,
+                                reason=f"thread {thread_id} is waiting for this approval; decide it first")
+        who = Subject(id=subject) if isinstance(subject, str) else subject
+        return {"messages": [HumanMessage(content=text)], "subject": who}
+
+    def run(self, text: str, *, thread_id: str, subject: Subject | str | None = None) -> RunResult:
+        """Start a new request on a thread (the thread may hold earlier requests)."""
+        self.app.invoke(self._start(text, thread_id, subject), self.config(thread_id), durability="sync")
+        return self.result(thread_id)
+
+    def stream(self, text: str, *, thread_id: str, subject: Subject | str | None = None) -> Iterator[dict[str, Any]]:
+        """Like ``run``, yielding each node's update as it happens."""
+        start = self._start(text, thread_id, subject)
+        yield from self.app.stream(start, self.config(thread_id), stream_mode="updates", durability="sync")
+
+    def waiting(self, thread_id: str) -> tuple[ApprovalRequest, ...]:
+        snap = self.app.get_state(self.config(thread_id))
+        return tuple(i.value for t in snap.tasks for i in t.interrupts if isinstance(i.value, ApprovalRequest))
+
+    def result(self, thread_id: str) -> RunResult:
+        values = self.app.get_state(self.config(thread_id)).values or {}
+        waiting = self.waiting(thread_id)
+        return RunResult(thread_id=thread_id, outcome=None if waiting else values.get("outcome"),
+                         waiting_for=waiting, route=values.get("route"))
+
+    def events(self, thread_id: str) -> list[LedgerRow]:
+        return self.ledger.events(thread_id)
+
+    # ------------------------------------------------------------------ approvals
+
+    def pending(self, *, thread_id: str | None = None, everything: bool = False) -> list[PendingApproval]:
+        """Approvals of this workflow (undecided ones unless ``everything``), expired ones marked."""
+        rows = self.ledger.approvals(status=None if everything else "pending", thread_id=thread_id)
+        return [PendingApproval(approval=a, state="expired" if a.status == "pending" and a.expired()
+                                else a.status) for a in rows if a.workflow in (None, self.workflow.name)]
+
+    def check(self, approval_id: str, decision: Decision) -> Approval:
+        """Everything ``decide`` verifies, without recording: raises ``ApprovalError`` if it cannot apply."""
+        appr = self.ledger.approval(approval_id)
+        if appr.status != "pending":
+            recorded = parse_decision(appr.decision)
+            if recorded.model_dump(mode="json") != decision.model_dump(mode="json"):
+                raise DecisionConflict(approval_id=approval_id, recorded=f"{appr.status} by {appr.decided_by}",
+                                       offered=f"{decision.kind} by {decision.approver}")
+            raise ApprovalError(approval_id=approval_id, reason=f"already {appr.status} by {appr.decided_by}")
+        if appr.workflow not in (None, self.workflow.name):
+            raise ApprovalError(approval_id=approval_id, reason=f"belongs to workflow {appr.workflow!r}, "
+                                f"not {self.workflow.name!r}; decide it with that workflow")
+        if appr.expired():
+            raise ApprovalError(approval_id=approval_id, reason=f"expired at {appr.expires_at}; it can no "
+                                "longer be granted (the action will be rejected when the thread resumes)")
+        if approval_id not in {w.approval_id for w in self.waiting(appr.thread_id)}:
+            raise ApprovalError(approval_id=approval_id, reason=f"thread {appr.thread_id} is not waiting for "
+                                f"it in {self._where()}; decide it where the thread runs (e.g. in Studio)")
+        if isinstance(decision, Edit):
+            self._check_edit(appr, decision)
+        return appr
+
+    def _where(self) -> str:
+        saver = getattr(self.app, "checkpointer", None)
+        return type(saver).__name__ if saver is not None else "this session"
+
+    def _check_edit(self, appr: Approval, edit: Edit) -> None:
+        snap = self.app.get_state(self.config(appr.thread_id))
+        values = snap.values or {}
+        p = next(q for q in values.get("proposals", []) if q.approval_id == appr.approval_id)
+        self.workflow.check_edit(values, self.config(appr.thread_id), p, edit)  # type: ignore[arg-type]
+
+    def decide(self, approval_id: str, decision: Decision, *, resume: bool = True) -> RunResult:
+        """Validate, record and (by default) apply a human decision; returns where the thread stands."""
+        appr = self.check(approval_id, decision)
+        self.ledger.decide(approval_id, status=DECISION_STATUS[decision.kind], decided_by=decision.approver,
+                           decision=decision.model_dump(mode="json"))
+        return self.resume(appr.thread_id) if resume else self.result(appr.thread_id)
+
+    def resume(self, thread_id: str) -> RunResult:
+        """Continue a thread: apply the recorded decision to its pending approval, or, after a
+        crash, carry on from the last checkpoint. A finished thread is left as it is."""
+        snap = self.app.get_state(self.config(thread_id))
+        if not snap.values and not snap.tasks:
+            raise TetherError(f"no thread {thread_id!r} for workflow {self.workflow.name!r} in "
+                              f"{self._where()}; check the id (tether ledger show)")
+        waiting = self.waiting(thread_id)
+        if not waiting:
+            if snap.tasks:  # interrupted by a crash, not by a human: continue from the last checkpoint
+                self.app.invoke(None, self.config(thread_id), durability="sync")
+            return self.result(thread_id)
+        appr = self.ledger.approval(waiting[0].approval_id)
+        if appr.status == "pending" or appr.decision is None:
+            if not appr.expired():
+                raise ApprovalError(approval_id=appr.approval_id,
+                                    reason="still pending; run `tether approve` or `tether reject` first")
+            # expired: the interrupt voids it by rule; no human decision is invented
+            decision: Decision = Reject(approver="system", reason="expired")
+        else:
+            decision = parse_decision(appr.decision)
+        self.app.invoke(Command(resume=decision), self.config(thread_id), durability="sync")
+        return self.result(thread_id)
