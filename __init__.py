@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "Resolved": "tether.graphs.state",
     "Route": "tether.graphs.base",
     "RunContext": "tether.guards.context",
+    "Scenario": "tether.evals.scenarios",
     "RunResult": "tether.graphs.session",
     "RuntimeLimits": "tether.guards.ratelimit",
     "ScriptedChatModel": "tether.models",
@@ -67,7 +68,9 @@ _EXPORTS: dict[str, str] = {
     "Workflow": "tether.graphs.workflow",
     "WorkflowError": "tether.errors",
     "WorkflowSpec": "tether.graphs.registry",
+    "executed": "tether.evals.scenarios",
     "find_workflow": "tether.graphs.registry",
+    "proposed_rules": "tether.evals.scenarios",
     "list_workflows": "tether.graphs.registry",
     "load_chat_model": "tether.models",
     "open_checkpointer": "tether.checkpoints.checkpointer",
@@ -95,6 +98,7 @@ if TYPE_CHECKING:
     from tether.checkpoints.ledger import Approval, Ledger, LedgerRow
     from tether.config import Home
     from tether.errors import ApprovalError, ConfigError, DecisionConflict, InvalidDecision, PolicyFileError, TetherError, ToolError, WorkflowError
+    from tether.evals.scenarios import Scenario, executed, proposed_rules
     from tether.graphs.base import Route
     from tether.graphs.registry import BuildContext, WorkflowSpec, find_workflow, list_workflows, register_workflow
     from tether.graphs.session import PendingApproval, RunResult, Session

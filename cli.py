@@ -1,17 +1,19 @@
 """The ``tether`` command line.
 
-    tether demo                                   play the support-desk scenarios offline
-    tether run support "TEXT" --customer C --thread T
+    tether demo [WORKFLOW ...]                    play the shipped workflows' scenarios offline
+    tether workflows                              list the workflows this install can run
+    tether run WORKFLOW 'TEXT' [--subject S] [--thread T] [--policy FILE]
     tether approvals list | tether approve ID [--edit JSON] | tether reject ID --reason R
-    tether resume THREAD
+    tether resume THREAD [--workflow W]
     tether policy check FILE
-    tether policy explain FILE --tool T --args JSON [--as ROLE] [--customer C]
+    tether policy explain FILE --tool T --args JSON [--workflow W] [--as ROLE] [--subject S]
     tether policy diff OLD NEW [--replay LEDGER_SQLITE_PATH]
     tether ledger show THREAD | verify [--anchor FILE] | anchor FILE | explain THREAD
     tether ledger export [--thread T] [-o FILE]
 
-Human-readable tables by default, ``--json`` for scripts. Exit codes: 0 success, 1 a tether
-error (message on stderr says what to do) or a broken ledger chain, 2 bad usage.
+Human-readable tables by default, ``--json`` for scripts (errors too: a JSON object on
+stderr). Exit codes: 0 success, 1 a tether error (the message says what to do) or a broken
+ledger chain, 2 bad usage. Every command goes through ``tether.Session``.
 """
 
 from __future__ import annotations
@@ -50,10 +52,21 @@ def _emit(args: argparse.Namespace, data: Any, human: str) -> None:
         print(human)
 
 
-def _desk() -> Any:
-    from tether.agents.support.desk import SupportDesk
+def _session(workflow: str, policy: str | None = None, principal: str | None = None,
+             roles: tuple[str, ...] = ()) -> Any:
+    from tether.graphs.session import Session
 
-    return SupportDesk()
+    return Session.open(workflow, policy=policy, principal=principal, roles=roles)
+
+
+def _thread_workflow(thread: str) -> str | None:
+    """The workflow a thread was started with (recorded in its checkpoints)."""
+    from tether.checkpoints.checkpointer import open_checkpointer
+    from tether.config import Home
+
+    with open_checkpointer(Home.from_env().ensure().checkpoint_url) as saver:
+        found = saver.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
+    return str(found.metadata.get("tether_workflow")) if found and found.metadata.get("tether_workflow") else None
 
 
 def _result_data(r: Any) -> dict[str, Any]:
@@ -114,42 +127,68 @@ def _ledger_detail(e: Any) -> str:
 # ---------------------------------------------------------------- commands
 
 
+def cmd_workflows(args: argparse.Namespace) -> int:
+    from tether.graphs.registry import list_workflows
+
+    rows, data = [], []
+    for spec in list_workflows():
+        with _session(spec.name) as s:
+            wf = s.workflow
+            routes = {r.name: list(r.tools) for r in wf.routes}
+        data.append({"name": spec.name, "description": spec.description, "policy": str(spec.policy_path),
+                     "routes": routes, "tools": wf.tools.names()})
+        rows.append([spec.name, spec.description, spec.policy_path or "", ", ".join(routes),
+                     ", ".join(wf.tools.names())])
+    _emit(args, data, table(rows, ("name", "description", "policy", "routes", "tools")))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.workflow != "support":
-        raise TetherError(f"unknown workflow {args.workflow!r}; available: support")
-    with _desk() as desk:
-        r = desk.run(args.text, customer_id=args.customer, thread_id=args.thread)
+    import uuid
+
+    thread = args.thread or f"T-{uuid.uuid4().hex[:8]}"
+    with _session(args.workflow, args.policy, args.principal, tuple(args.role or ())) as s:
+        r = s.run(args.text, subject=args.subject, thread_id=thread)
         _emit(args, _result_data(r), _result_text(r))
     return 0
 
 
-def cmd_approvals_list(args: argparse.Namespace) -> int:
+def _approval_states() -> list[tuple[Any, str]]:
     from tether.checkpoints.ledger import Ledger
     from tether.config import Home
 
     with Ledger.open(Home.from_env().ensure().ledger_url) as ledger:
-        pending = ledger.approvals(status=None if args.all else "pending")
-    rows = [[a.approval_id, a.thread_id, a.tool, json.dumps(a.args), a.rule_id, a.status] for a in pending]
+        rows = ledger.approvals(status=None)
+    return [(a, "expired" if a.status == "pending" and a.expired() else a.status) for a in rows]
+
+
+def cmd_approvals_list(args: argparse.Namespace) -> int:
+    shown = [(a, st) for a, st in _approval_states() if args.all or st in ("pending", "expired")]
+    rows = [[a.approval_id, a.workflow or "", a.thread_id, a.tool, json.dumps(a.args), a.rule_id, st,
+             a.expires_at or ""] for a, st in shown]
     _emit(
         args,
-        [a.model_dump(mode="json") for a in pending],
-        table(rows, ("id", "thread", "tool", "args", "rule", "status")) if rows else "no pending approvals",
+        [{**a.model_dump(mode="json"), "state": st} for a, st in shown],
+        table(rows, ("id", "workflow", "thread", "tool", "args", "rule", "state", "expires"))
+        if rows else "no pending approvals",
     )
     return 0
 
 
 def _decide(args: argparse.Namespace, decision: Any) -> int:
-    with _desk() as desk:
-        appr = desk.decide(args.approval_id, decision)
-        if args.no_resume:
-            _emit(args, appr.model_dump(mode="json"), f"{appr.approval_id}: {appr.status}")
-            return 0
-        r = desk.resume(appr.thread_id)
-        _emit(
-            args,
-            _result_data(r),
-            f"{appr.approval_id}: {appr.status} by {appr.decided_by}\n" + _result_text(r),
-        )
+    from tether.checkpoints.ledger import Ledger
+    from tether.config import Home
+
+    with Ledger.open(Home.from_env().ensure().ledger_url) as ledger:
+        appr = ledger.approval(args.approval_id)
+    workflow = args.workflow or appr.workflow or _thread_workflow(appr.thread_id)
+    if workflow is None:
+        raise TetherError(f"cannot tell which workflow {appr.approval_id} belongs to; pass --workflow NAME")
+    with _session(workflow, args.policy) as s:
+        r = s.decide(args.approval_id, decision, resume=not args.no_resume)
+        done = s.ledger.approval(args.approval_id)
+        head = f"{done.approval_id}: {done.status} by {done.decided_by}"
+        _emit(args, {"approval": done.model_dump(mode="json"), **_result_data(r)}, head + "\n" + _result_text(r))
     return 0
 
 
@@ -176,8 +215,12 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    with _desk() as desk:
-        r = desk.resume(args.thread)
+    workflow = args.workflow or _thread_workflow(args.thread)
+    if workflow is None:
+        raise TetherError(f"no thread {args.thread!r} here (or its workflow is unknown); "
+                          "check the id (tether ledger show) or pass --workflow NAME")
+    with _session(workflow, args.policy) as s:
+        r = s.resume(args.thread)
         _emit(args, _result_data(r), _result_text(r))
     return 0
 
@@ -220,10 +263,18 @@ def _decision_text(d: Any) -> str:
     return f"decision: {d.kind} by {d.rule_id}\n{d.reason}\n" + table(rows, ("effect", "rule", "reason"))
 
 
+def _traits(workflow: str | None) -> Any:
+    """Tool name -> traits of a workflow's tools (``None``: guessed per call)."""
+    if workflow is None:
+        return {}
+    with _session(workflow) as s:
+        return {t.name: t.traits for t in s.workflow.tools.tools}
+
+
 def cmd_policy_explain(args: argparse.Namespace) -> int:
-    from tether.guards.explain import action_from_args
     from tether.guards.policy import Policy
     from tether.guards.shadow import shadow_evaluate
+    from tether.tools.base import describe_args
 
     p = Policy.from_yaml(args.file)
     try:
@@ -233,9 +284,8 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     if not isinstance(raw, dict):
         raise TetherError("--args must be a JSON object of the tool's arguments")
     evidence = frozenset(args.evidence.split(",")) if args.evidence is not None else None
-    action = action_from_args(
-        args.tool, raw, customer_id=args.customer, principal=args.principal, evidence=evidence
-    )
+    action = describe_args(args.tool, raw, traits=_traits(args.workflow).get(args.tool), subject=args.subject,
+                           principal=args.principal, evidence=evidence)
     d = p.evaluate(action, role=args.role)
     shadow = shadow_evaluate(p, action, role=args.role)
     data: dict[str, Any] = {"file": args.file, "version": p.version, "tool": args.tool,
@@ -251,6 +301,7 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 def cmd_policy_diff(args: argparse.Namespace) -> int:
     from tether.guards.explain import diff_policies, replay_ledger
     from tether.guards.policy import Policy
+    from tether.tools.base import describe_args
 
     old, new = Policy.from_yaml(args.old), Policy.from_yaml(args.new)
     changes = diff_policies(old, new)
@@ -263,7 +314,14 @@ def cmd_policy_diff(args: argparse.Namespace) -> int:
         lines.append(table([[c.key, json.dumps(c.old), "→", json.dumps(c.new)] for c in changes],
                            ("key", "old", "", "new")))  # fmt: skip
     if args.replay:
-        count, flips = replay_ledger(args.replay, old, new)
+        traits = _traits(args.workflow)
+
+        def describe(tool: str, a: Any, *, subject: str | None, principal: str | None,
+                     evidence: frozenset[str]) -> Any:
+            return describe_args(tool, a, traits=traits.get(tool), subject=subject, principal=principal,
+                                 evidence=evidence)
+
+        count, flips = replay_ledger(args.replay, old, new, describe=describe)
         data["replay"] = {"ledger": args.replay, "replayed": count, "flips": [
             {"seq": f.seq, "thread_id": f.thread_id, "tool": f.tool, "args": f.args, "recorded": f.recorded,
              "old": _decision_data(f.old), "new": _decision_data(f.new)} for f in flips]}  # fmt: skip
@@ -363,9 +421,13 @@ def cmd_ledger_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tether.agents.support.demo import run_demo
+    from tether.config import Home
+    from tether.evals.demo import run_demo
+    from tether.graphs.registry import find_workflow, list_workflows
 
-    return run_demo(json_out=args.json)
+    specs = [find_workflow(n) for n in args.workflows] if args.workflows else list_workflows()
+    return run_demo(specs, home=Home.from_env(), json_out=args.json,
+                    table=lambda rows: table(ledger_rows(rows), LEDGER_HEADERS))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -378,12 +440,17 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    add("demo", cmd_demo, "play the support-desk scenarios offline")
+    dm = add("demo", cmd_demo, "play the shipped workflows' scenarios offline")
+    dm.add_argument("workflows", nargs="*", help="only these workflows (default: all)")
+    add("workflows", cmd_workflows, "list the workflows this install can run")
     r = add("run", cmd_run, "start a request on a thread")
-    r.add_argument("workflow")
+    r.add_argument("workflow", help="a name from `tether workflows`, or module:factory")
     r.add_argument("text")
-    r.add_argument("--customer", required=True, help="the customer the agent acts for, e.g. C-1042")
-    r.add_argument("--thread", required=True)
+    r.add_argument("--subject", "--customer", dest="subject", help="who the run acts for, e.g. C-1042")
+    r.add_argument("--thread", help="thread id (default: a new one)")
+    r.add_argument("--policy", help="policy file to enforce instead of the workflow's own")
+    r.add_argument("--principal", help="agent principal the run acts as (policies with principals:)")
+    r.add_argument("--role", action="append", help="a role the run holds (repeatable)")
     ap = sub.add_parser("approvals", help="approval queue").add_subparsers(dest="sub", required=True)
     al = add("list", cmd_approvals_list, "list pending approvals", ap)
     al.add_argument("--all", action="store_true", help="include decided approvals")
@@ -396,6 +463,8 @@ def _parser() -> argparse.ArgumentParser:
             default=os.environ.get("TETHER_APPROVER") or os.environ.get("USER") or "operator",
         )
         d.add_argument("--no-resume", action="store_true", help="record the decision only")
+        d.add_argument("--workflow", help="the workflow of the approval's thread (default: as recorded)")
+        d.add_argument("--policy", help="the policy file the thread runs under (default: the workflow's)")
         if name == "approve":
             d.add_argument("--edit", help="JSON object of argument changes, re-checked by the policy")
             d.add_argument("--tool", help="with --edit: run this tool instead (args are then complete)")
@@ -404,6 +473,8 @@ def _parser() -> argparse.ArgumentParser:
             d.add_argument("--reason", required=True)
     rs = add("resume", cmd_resume, "continue a paused thread")
     rs.add_argument("thread")
+    rs.add_argument("--workflow", help="the thread's workflow (default: as recorded)")
+    rs.add_argument("--policy", help="the policy file the thread runs under (default: the workflow's)")
     pol = sub.add_parser("policy", help="policy files").add_subparsers(dest="sub", required=True)
     pc = add("check", cmd_policy_check, "validate a policy file", pol)
     pc.add_argument("file")
@@ -413,12 +484,14 @@ def _parser() -> argparse.ArgumentParser:
     pe.add_argument("--args", default="{}", help="JSON object of the tool's arguments")
     pe.add_argument("--as", dest="role", help="role the run holds (policies with roles:)")
     pe.add_argument("--principal", help="agent principal id (its roles come from principals:)")
-    pe.add_argument("--customer", help="the end user the run acts for, e.g. C-1042")
+    pe.add_argument("--subject", "--customer", dest="subject", help="who the run acts for, e.g. C-1042")
+    pe.add_argument("--workflow", help="read argument meanings from this workflow's tools")
     pe.add_argument("--evidence", help="comma-separated evidence ids retrieved (default: all cited ones)")
     pd = add("diff", cmd_policy_diff, "changed rules between two policy files", pol)
     pd.add_argument("old")
     pd.add_argument("new")
     pd.add_argument("--replay", metavar="LEDGER_SQLITE_PATH", help="re-decide a ledger's proposed actions")
+    pd.add_argument("--workflow", help="read argument meanings from this workflow's tools")
     led = sub.add_parser("ledger", help="the action ledger").add_subparsers(dest="sub", required=True)
     ls = add("show", cmd_ledger_show, "rows of one thread", led)
     ls.add_argument("thread")
@@ -434,13 +507,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _error(args: argparse.Namespace, exc: TetherError) -> None:
+    if getattr(args, "json", False):
+        fields = {k: v for k, v in vars(exc).items() if isinstance(v, str | int | float | bool | None)}
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc), **fields}), file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return int(args.fn(args))
+        code = int(args.fn(args))
+        sys.stdout.flush()
+        return code
     except TetherError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(args, exc)
         return 1
+    except BrokenPipeError:  # `tether ... | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

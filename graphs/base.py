@@ -90,8 +90,11 @@ class NodeBase:
     def _thread(config: RunnableConfig) -> str:
         return str(config.get("configurable", {}).get("thread_id", "default"))
 
-    def _agent(self, config: RunnableConfig) -> tuple[str, tuple[str, ...]]:
-        """The agent identity and roles: from the run's configuration, else the workflow's."""
+    def _agent(self, config: RunnableConfig, state: WorkflowState | None = None) -> tuple[str, tuple[str, ...]]:
+        """The agent identity and roles: fixed for the run when it started (from the run's
+        configuration, else the workflow's), so a resume in another process keeps them."""
+        if state is not None and state.get("agent"):
+            return state["agent"], tuple(state.get("agent_roles", ()))
         conf = config.get("configurable", {})
         roles = conf.get("roles")
         return str(conf.get("principal") or self.principal), tuple(roles) if roles else self.roles
@@ -112,7 +115,7 @@ class NodeBase:
             LedgerEvent(
                 thread_id=self._thread(config),
                 run_id=state.get("run_id", "?"),
-                principal=self._agent(config)[0],
+                principal=self._agent(config, state)[0],
                 subject_id=subject.id if subject is not None else None,
                 policy_version=fields.pop("policy_version", self.policy.version),
                 spend_usd=state.get("usage", Usage()).spend_usd,
@@ -121,7 +124,7 @@ class NodeBase:
         )
 
     def _context(self, state: WorkflowState, config: RunnableConfig) -> RunContext:
-        agent, roles = self._agent(config)
+        agent, roles = self._agent(config, state)
         return RunContext(
             request=state.get("request", ""),
             principal=agent,

@@ -299,8 +299,12 @@ class GuardNodes(NodeBase):
             expires_at=appr.expires_at,
         )
         raw = interrupt(request)  # nothing above this line has side effects
-        offered = parse_decision(raw)  # not a decision: InvalidDecision to the sender, nothing recorded
-        decision, edit = self._authoritative(state, config, p, offered)
+        while True:
+            try:
+                decision, edit = self._authoritative(state, config, p, parse_decision(raw, approval_id=p.approval_id))
+                break
+            except ApprovalError as exc:  # not applied, nothing recorded: ask again, saying why
+                raw = interrupt(request.model_copy(update={"refused": str(exc)}))
         facts = self._facts(config, p, self.tools.get(p.tool))
         base = {**facts.row(), "approval_id": p.approval_id, "approver": decision.approver}
         reply: ToolMessage | None = None

@@ -80,7 +80,7 @@ DECISION_SHAPES = (
 )
 
 
-def parse_decision(raw: object) -> Approve | Reject | Edit:
+def parse_decision(raw: object, *, approval_id: str = "?") -> Approve | Reject | Edit:
     """Validate a resume payload (a decision object or its JSON form).
 
     Raises ``InvalidDecision`` naming the accepted shapes; nothing is ever guessed from it.
@@ -95,4 +95,6 @@ def parse_decision(raw: object) -> Approve | Reject | Edit:
         problems = "; ".join(
             f"{'.'.join(str(x) for x in e['loc']) or '<payload>'}: {e['msg']}" for e in exc.errors()
         )
-        raise InvalidDecision(payload=repr(raw)[:200], reason=problems, accepted=DECISION_SHAPES) from None
+        raise InvalidDecision(
+            payload=repr(raw)[:200], reason=problems, accepted=DECISION_SHAPES, approval_id=approval_id
+        ) from None

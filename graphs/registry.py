@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.checkpoints.ledger import Ledger
 from tether.config import Home
@@ -26,6 +26,9 @@ from tether.errors import WorkflowError
 from tether.graphs.workflow import Workflow
 from tether.guards.policy import Policy
 from tether.models import ModelConfig
+
+if TYPE_CHECKING:
+    from tether.evals.scenarios import Scenario
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -60,6 +63,8 @@ class WorkflowSpec:
     build: Callable[[BuildContext], Workflow]
     policy_path: Path | None = None
     """The policy file used when the caller gives none."""
+    scenarios: tuple[Scenario, ...] = ()
+    """Documented behaviours, played by ``tether demo`` and ``run_eval``."""
 
     def load_policy(self, policy: Policy | str | Path | None = None) -> Policy:
         if isinstance(policy, Policy):

@@ -86,6 +86,8 @@ class Session:
             self._identity["roles"] = list(roles)
         self._recursion_limit = recursion_limit
         self._stack = ExitStack()
+        self.home: Home | None = None
+        """The data directory, when the session was opened with ``Session.open``."""
 
     @classmethod
     def open(
@@ -109,6 +111,7 @@ class Session:
             stack.callback(wf.close)
             saver = stack.enter_context(open_checkpointer(home.checkpoint_url))
             session = cls(workflow=wf, checkpointer=saver, principal=principal, roles=roles)
+            session.home = home
             session._stack = stack.pop_all()
         return session
 
@@ -127,6 +130,7 @@ class Session:
 
     def config(self, thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id, **self._identity},
+                "metadata": {"tether_workflow": self.workflow.name},
                 "recursion_limit": self._recursion_limit}
 
     # ------------------------------------------------------------------ running

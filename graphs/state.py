@@ -112,6 +112,8 @@ class ApprovalRequest(_Frozen):
     policy_version: str
     expires_at: str | None = None
     """After this instant (ISO 8601, UTC) the approval can no longer be granted."""
+    refused: str | None = None
+    """Why the last decision sent for it was refused (not a decision, invalid edit, conflict)."""
 
 
 # ---------------------------------------------------------------- proposals and outcomes
@@ -217,6 +219,9 @@ class WorkflowState(TypedDict, total=False):
     thread_subject: str | None
     """Id of the subject the thread was started for; a thread never changes subject."""
     run_id: str
+    agent: str
+    """The agent principal the run started under (recorded in every ledger row)."""
+    agent_roles: tuple[str, ...]
     request: str
     """The user's text that started the current run."""
     route: str

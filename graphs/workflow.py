@@ -142,6 +142,7 @@ class Workflow(ActNode):
             "memory": memory, "messages": removals, "subject": subject,
             "request": str(request.content) if request is not None else "",
         }
+        fresh["agent"], fresh["agent_roles"] = self._agent(config)
         fresh["halt"] = bad_subject or self._refuse_input(state, request, subject)
         if fresh["halt"] is not None or request is None:
             return fresh

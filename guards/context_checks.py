@@ -99,7 +99,9 @@ def _context(
     """(key under the rule, reason) for each problem of one context rule."""
     out: list[tuple[str, str]] = []
     if rule.max_per_record is not None and shape.record_arg is None:
-        out.append(("max_per_record", f"tool '{t}' declares no record argument, so there is nothing to count."))
+        out.append(
+            ("max_per_record", f"tool '{t}' declares no record argument, so there is nothing to count.")
+        )
     other_name = rule.after if rule.after is not None else rule.read
     if other_name is None:
         return out

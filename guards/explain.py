@@ -1,9 +1,9 @@
 """Explain a decision, diff two policies, replay a ledger against a policy change.
 
-Nothing here runs a tool. ``explain`` builds an ``ActionRequest`` from plain arguments the way
-the support tools describe themselves (``ArgNames``) and returns the decision with every
-matched rule. ``diff_policies`` lists changed key paths; ``replay_ledger`` re-decides the
-``proposed`` events of a ledger (opened read-only) under both policies and lists the flips.
+Nothing here runs a tool. ``diff_policies`` lists changed key paths; ``replay_ledger``
+re-decides the ``proposed`` events of a ledger (opened read-only) under both policies and lists
+the flips, building each request with the caller's ``describe`` (the tool contract's one
+``describe_action``, through ``tether.tools.base.describe_args``).
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tether.errors import TetherError
 from tether.guards.policy import ActionRequest, AnyDecision, Policy
 
 __all__ = [
-    "ArgNames",
+    "Describe",
     "Flip",
     "LedgerReplayError",
     "RuleChange",
-    "action_from_args",
     "diff_policies",
     "replay_ledger",
 ]
@@ -37,49 +36,11 @@ class LedgerReplayError(TetherError):
         super().__init__(f"cannot replay {path}: {reason}")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ArgNames:
-    """Which argument means what (the support tools' names by default)."""
+class Describe(Protocol):
+    """Builds the request a tool call would describe (``tether.tools.base.describe_args``)."""
 
-    amount: str = "amount_usd"
-    fields: str = "fields"
-    customer: str = "customer_id"
-    citations: tuple[str, ...] = ("citation_ids", "citations")
-    sql: str = "sql"
-
-
-def action_from_args(
-    tool: str,
-    args: Mapping[str, Any],
-    *,
-    customer_id: str | None = None,
-    principal: str | None = None,
-    roles: tuple[str, ...] = (),
-    evidence: frozenset[str] | None = None,
-    names: ArgNames = ArgNames(),
-) -> ActionRequest:
-    """The request a tool would describe. ``evidence=None`` assumes every citation was retrieved."""
-    amount = args.get(names.amount)
-    fields = args.get(names.fields)
-    target = args.get(names.customer)
-    cites = next((args[c] for c in names.citations if c in args), None) or ()
-    sql = args.get(names.sql)
-    return ActionRequest(
-        tool=tool,
-        amount_usd=float(amount)
-        if isinstance(amount, int | float) and not isinstance(amount, bool)
-        else None,
-        fields=tuple(sorted(fields)) if isinstance(fields, Mapping | list | tuple) else None,
-        free_sql=bool(sql),
-        sql=str(sql) if sql else None,
-        target_subject_ids=(str(target),) if target else (),
-        subject_id=customer_id,
-        citations=tuple(str(c) for c in cites),
-        retrieved_evidence=frozenset(str(c) for c in cites) if evidence is None else evidence,
-        principal=principal,
-        roles=roles,
-        args=dict(args),
-    )
+    def __call__(self, tool: str, args: Mapping[str, Any], *, subject: str | None, principal: str | None,
+                 evidence: frozenset[str]) -> ActionRequest: ...
 
 
 # ---------------------------------------------------------------- diff
@@ -138,9 +99,7 @@ def _columns(db: sqlite3.Connection) -> set[str]:
     return {r[1] for r in db.execute("PRAGMA table_info(ledger_events)")}
 
 
-def replay_ledger(
-    path: str | Path, old: Policy, new: Policy, *, names: ArgNames = ArgNames()
-) -> tuple[int, list[Flip]]:
+def replay_ledger(path: str | Path, old: Policy, new: Policy, *, describe: Describe) -> tuple[int, list[Flip]]:
     """Re-decide every ``proposed`` event; returns (events replayed, flips of decision kind).
 
     Retrieved evidence is rebuilt per thread from earlier ``executed`` events; events the
@@ -156,7 +115,8 @@ def replay_ledger(
     db.row_factory = sqlite3.Row
     try:
         cols = _columns(db)
-        need = {"tool", "args_json", "decision", "rule_id", "customer_id"}
+        subject = "subject_id" if "subject_id" in cols else "customer_id"
+        need = {"tool", "args_json", "decision", "rule_id", subject}
         if not need <= cols:
             raise LedgerReplayError(path=str(p), reason=f"ledger_events lacks {sorted(need - cols)}")
         pick: list[str] = [c for c in ("seq", "thread_id", "event", "principal", "evidence") if c in cols]
@@ -176,10 +136,8 @@ def replay_ledger(
         if event != "proposed" or row["decision"] == "invalid" or not row["tool"]:
             continue
         args = json.loads(row["args_json"]) if row["args_json"] else {}
-        action = action_from_args(
-            row["tool"], args, customer_id=row["customer_id"], principal=row.get("principal"),
-            evidence=frozenset(seen.get(thread, set())), names=names,
-        )  # fmt: skip
+        action = describe(row["tool"], args, subject=row[subject], principal=row.get("principal"),
+                          evidence=frozenset(seen.get(thread, set())))
         count += 1
         a, b = old.evaluate(action), new.evaluate(action)
         if a.kind != b.kind:

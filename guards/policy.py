@@ -313,7 +313,9 @@ def _resolve_predicates(
                 raise PolicyFileError(
                     path=source,
                     problems=[
-                        PolicyProblem(key=f"tools.{t}.predicates.{i}", reason=f"unknown predicate '{ref.name}'.")
+                        PolicyProblem(
+                            key=f"tools.{t}.predicates.{i}", reason=f"unknown predicate '{ref.name}'."
+                        )
                     ],
                 )
             fns.append((ref.name, fn))

@@ -155,7 +155,9 @@ def _check_context(t: tuple[str, ...], rules: tuple[ContextRule, ...], spec: Pol
             if _given(rule, key) and getattr(rule, kind) is None:
                 add((*at, key), f"{key} only applies with {kind}: TOOL.")
         if rule.read is not None and not rule.match:
-            add((*at, "read"), "read needs match: {RESULT_FIELD: MY_ARG} to find the record the call touches.")
+            add(
+                (*at, "read"), "read needs match: {RESULT_FIELD: MY_ARG} to find the record the call touches."
+            )
         if rule.in_ is not None and rule.field is None:
             add((*at, "in"), "in needs field: RESULT_FIELD (the field whose value it restricts).")
         if rule.field is not None and rule.in_ is None:

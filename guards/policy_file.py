@@ -286,7 +286,11 @@ def _did_you_mean(parent: tuple[str, ...], key: str) -> str:
     parts = list(parent)
     if len(parts) >= 2 and parts[0] in _NAMED:
         parts[1] = "*"
-    if len(parts) >= 4 and parts[0] == "tools" and parts[2] in ("args", "credentials", "predicates", "context"):
+    if (
+        len(parts) >= 4
+        and parts[0] == "tools"
+        and parts[2] in ("args", "credentials", "predicates", "context")
+    ):
         parts[3] = "*"
     scope = ".".join(parts)
     options = _KNOWN_KEYS.get(scope, [])

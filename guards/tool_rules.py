@@ -122,7 +122,9 @@ def _fallback(a: ActionRequest, cap: _Limit | None, over: _Limit | None) -> Rule
     return RuleMatch(rule_id=f"tools.{a.tool}.allowed", effect="allow", reason=why)
 
 
-def _amount_rules(a: ActionRequest, rule: ToolRule, cap: _Limit | None, over: _Limit | None, add: _Add) -> None:
+def _amount_rules(
+    a: ActionRequest, rule: ToolRule, cap: _Limit | None, over: _Limit | None, add: _Add
+) -> None:
     """Per-call amount limits (``max_amount_usd``, approval threshold) and per-run totals."""
     if cap is not None or over is not None:
         own = any(x is not None and x.rule_id.startswith("tools.") for x in (cap, over))

@@ -30,6 +30,7 @@ __all__ = [
     "ToolTraits",
     "Toolset",
     "describe_action",
+    "describe_args",
     "tool",
 ]
 
@@ -136,6 +137,29 @@ def describe_action(
         args=dict(data),
         context=context,
     )
+
+
+def describe_args(
+    tool: str,
+    args: Mapping[str, Any],
+    *,
+    traits: ToolTraits | None = None,
+    subject: str | None = None,
+    principal: str | None = None,
+    roles: tuple[str, ...] = (),
+    evidence: frozenset[str] | None = None,
+) -> ActionRequest:
+    """``describe_action`` for plain arguments outside a run (``policy explain``, replays).
+
+    ``traits=None`` guesses them from common argument names; ``evidence=None`` assumes every
+    cited id was retrieved.
+    """
+    t = traits or ToolTraits.guess(args)
+    cited = _ids(args.get(t.citations_arg)) if t.citations_arg else ()
+    context = RunContext(principal=principal, roles=roles,
+                         subject=Subject(id=subject) if subject else None,
+                         evidence=frozenset(cited) if evidence is None else evidence)
+    return describe_action(tool, t, args, context)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -33,6 +33,7 @@ from tether import (
     WorkflowSpec,
     load_chat_model,
 )
+from tether.agents.support.demo import SCENARIOS
 from tether.agents.support.models import REASONING_ID, ROUTER_ID, register_offline_models
 from tether.agents.support.tools import SupportResources, build_support_tools
 from tether.agents.support.world import connect_world
@@ -131,6 +132,7 @@ WORKFLOW = WorkflowSpec(
     description="Customer support desk: refunds, contact updates, order history, policy answers",
     build=_build,
     policy_path=POLICY_PATH,
+    scenarios=SCENARIOS,
 )
 
 
