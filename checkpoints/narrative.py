@@ -50,7 +50,8 @@ class RunStory:
     run_id: str
     started_at: str
     request: str | None = None
-    customer_id: str | None = None
+    subject_id: str | None = None
+    """The subject the run acted for."""
     principal: str | None = None
     route: str | None = None
     router_model: str | None = None
@@ -126,7 +127,7 @@ def explain(thread_id: str, rows: Sequence[LedgerRow]) -> ThreadStory:
             run = runs[e.run_id] = RunStory(run_id=e.run_id, started_at=e.ts)
             story.runs.append(run)
         run.cost_usd = max(run.cost_usd, e.spend_usd or 0.0)
-        run.customer_id = run.customer_id or e.customer_id
+        run.subject_id = run.subject_id or e.subject_id
         run.principal = run.principal or e.principal
         if e.event == "run_started":
             run.request = e.detail
@@ -154,7 +155,7 @@ def render(story: ThreadStory) -> str:
            f"cost ${story.cost_usd:.6f}"]
     for i, run in enumerate(story.runs, 1):
         out += ["", f"Run {i} ({run.run_id}) at {run.started_at}"
-                    + (f" for customer {run.customer_id}" if run.customer_id else "")
+                    + (f" for subject {run.subject_id}" if run.subject_id else "")
                     + (f", agent {run.principal}" if run.principal else "")]
         out.append(f"  Asked: {run.request!r}" if run.request else "  Asked: (not recorded)")
         if run.route:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.agents.models import ModelConfig
+from tether.models import ModelConfig
 from tether.agents.support.desk import SupportDesk
 from tether.config import Home
 

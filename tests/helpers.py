@@ -21,9 +21,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from pydantic import Field
 
-from tether.agents.models import ModelConfig
-from tether.agents.models.offline import ScriptedChatModel
-from tether.agents.support.desk import POLICY_PATH, support_workflow
+from tether.models import ModelConfig, ScriptedChatModel
+from tether.agents.support.desk import POLICY_PATH, support_workflow, world_path
 from tether.checkpoints.checkpointer import serializer
 from tether.checkpoints.ledger import Ledger, LedgerRow
 from tether.config import Home
@@ -89,18 +88,20 @@ class RecordingModel(ScriptedChatModel):
     seen: list[list[BaseMessage]] = Field(default_factory=list)
     offered: list[list[str]] = Field(default_factory=list)
 
-    def _reply(self, messages: list[BaseMessage], tools: list[str]) -> AIMessage:
+    def reply(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
         self.seen.append(list(messages))
-        self.offered.append(list(tools))
-        return super()._reply(messages, tools)
+        self.offered.append([t["function"]["name"] for t in tools])
+        return super().reply(messages, tools)
 
     def last_seen_tool_messages(self) -> dict[str, dict[str, Any]]:
         """tool_call_id -> payload of the ToolMessages in the latest prompt."""
         return tool_messages(self.seen[-1]) if self.seen else {}
 
 
-def scripted(wf: Workflow, script: Sequence[AIMessage]) -> Workflow:
-    return dataclasses.replace(wf, model=RecordingModel(script=list(script)), model_id=SCRIPTED_MODEL_ID)
+def scripted(wf: Workflow, script: Sequence[AIMessage],
+             by_request: Mapping[str, Sequence[AIMessage]] | None = None) -> Workflow:
+    model = RecordingModel(script=list(script), by_request={k: list(v) for k, v in (by_request or {}).items()})
+    return dataclasses.replace(wf, model=model, model_id=SCRIPTED_MODEL_ID)
 
 
 def recorder(wf: Workflow) -> RecordingModel:
@@ -114,16 +115,17 @@ def memory_saver() -> InMemorySaver:
 
 
 def build_workflow(home: Home, ledger: Ledger, *, policy: Policy | None = None,
-                   script: Sequence[AIMessage] | None = None) -> Workflow:
+                   script: Sequence[AIMessage] | None = None,
+                   by_request: Mapping[str, Sequence[AIMessage]] | None = None) -> Workflow:
     wf = support_workflow(home=home, ledger=ledger, policy=policy, models=ModelConfig())
-    return scripted(wf, script) if script is not None else wf
+    return scripted(wf, script, by_request) if script is not None else wf
 
 
 def model_position(wf: Workflow) -> int:
     """How many scripted turns the model has served."""
     model = wf.model
     assert isinstance(model, ScriptedChatModel)
-    return model.position[0]
+    return model.calls[0]
 
 
 # ---------------------------------------------------------------- running
@@ -134,7 +136,7 @@ def config(thread: str) -> dict[str, Any]:
 
 
 def start(app: Any, text: str, thread: str, *, customer: str = CUSTOMER) -> dict[str, Any]:
-    out: dict[str, Any] = app.invoke({"messages": [HumanMessage(content=text)], "customer_id": customer},
+    out: dict[str, Any] = app.invoke({"messages": [HumanMessage(content=text)], "subject": {"id": customer}},
                                      config(thread))
     return out
 

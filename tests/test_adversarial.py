@@ -40,7 +40,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from tether.agents.models.offline import OfflineRouter
+from tether.agents.support.models import support_router
+from tether.agents.support.desk import world_path
 from tether.agents.support.world import ensure_world
 from tether.checkpoints.ledger import Ledger, LedgerRow
 from tether.config import Home
@@ -285,7 +286,7 @@ REQUEST_TEXTS = [
 
 def _route_of(text: str) -> str:
     """The route the real (offline) router picks for a request."""
-    reply = OfflineRouter().invoke([HumanMessage(content=text)])
+    reply = support_router().invoke([HumanMessage(content=text)])
     assert isinstance(reply, AIMessage)
     return str(reply.tool_calls[0]["args"]["route"])
 
@@ -354,8 +355,8 @@ class Arena:
 
     def __init__(self, root: Path) -> None:
         self.home = Home(root=root).ensure()
-        self.home.world.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(TEMPLATE, self.home.world)
+        self.world_path(home).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(TEMPLATE, self.world_path(home))
         self.ledger = Ledger.open(self.home.ledger_url)
         self.saver = memory_saver()
         self.variants: dict[bool, tuple[Workflow, Any]] = {}
@@ -363,14 +364,14 @@ class Arena:
             policy = make_policy(agent={"max_tool_error_retries": 50}) if lenient else make_policy()
             wf = build_workflow(self.home, self.ledger, policy=policy, script=[])
             self.variants[lenient] = (wf, wf.compile(checkpointer=self.saver))
-        self.reset_db = sqlite3.connect(self.home.world, isolation_level=None, timeout=30)
+        self.reset_db = sqlite3.connect(self.world_path(home), isolation_level=None, timeout=30)
         self.reset_db.execute("ATTACH DATABASE ? AS tpl", (str(TEMPLATE),))
         self.n = 0
 
     def close(self) -> None:
         self.reset_db.close()
         for wf, _ in self.variants.values():
-            wf.db.close()
+            wf.close()
         self.ledger.close()
 
     def reset_world(self) -> None:

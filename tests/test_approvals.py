@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tether.agents.models import ModelConfig
-from tether.agents.support.desk import POLICY_PATH, SupportDesk
+from tether.models import ModelConfig
+from tether.agents.support.desk import world_path, POLICY_PATH, SupportDesk
 from tether.config import Home
 from tether.graphs.state import Approve, Edit
 from tether.guards.policy import Policy
@@ -18,14 +18,14 @@ REFUND_40 = "Please refund $40 for order O-20417, the kettle arrived damaged"
 
 
 def refunds(home: Home) -> list[tuple[str, float]]:
-    with sqlite3.connect(home.world) as db:
+    with sqlite3.connect(world_path(home)) as db:
         return db.execute(
             "SELECT order_id, amount_usd FROM refunds WHERE idempotency_key IS NOT NULL"
         ).fetchall()
 
 
 def tickets(home: Home) -> int:
-    with sqlite3.connect(home.world) as db:
+    with sqlite3.connect(world_path(home)) as db:
         return int(db.execute("SELECT COUNT(*) FROM support_tickets").fetchone()[0])
 
 

@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from tether.agents.models import ModelConfig
-from tether.agents.support.desk import SupportDesk, open_knowledge_base
+from tether.models import ModelConfig
+from tether.agents.support.desk import world_path, SupportDesk, open_knowledge_base
 from tether.config import Home
 from tether.errors import ConfigError
 
@@ -31,7 +31,7 @@ def test_refund_cites_policy_retrieved_from_chroma(
     assert r.status == "resolved"
     assert executed and all(c.startswith("KB-") for c in executed[0].evidence)
     assert (home.root / "index").is_dir()  # the embedded, persistent Chroma index lives in $TETHER_HOME
-    with sqlite3.connect(home.world) as db:
+    with sqlite3.connect(world_path(home)) as db:
         (cited,) = db.execute(
             "SELECT evidence FROM refunds WHERE idempotency_key LIKE ?", (f"{kind}:%",)
         ).fetchone()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tether.agents.models import ModelConfig
-from tether.agents.support.desk import POLICY_PATH, SupportDesk
+from tether.models import ModelConfig
+from tether.agents.support.desk import world_path, POLICY_PATH, SupportDesk
 from tether.config import Home
 from tether.guards.policy import Policy
 
@@ -28,7 +28,7 @@ roles:
 
 
 def refund_rows(home: Home) -> int:
-    with sqlite3.connect(home.world) as db:
+    with sqlite3.connect(world_path(home)) as db:
         return int(db.execute("SELECT COUNT(*) FROM refunds WHERE idempotency_key IS NOT NULL").fetchone()[0])
 
 
@@ -74,7 +74,7 @@ def test_sensitive_fields_never_reach_the_ledger(home: Home) -> None:
     assert r.status == "resolved"
     dumped = json.dumps([e.model_dump(mode="json") for e in rows if e.tool == "update_crm_record"])
     assert "555-0199" not in dumped and "***" in dumped
-    with sqlite3.connect(home.world) as db:  # the business write itself is not redacted
+    with sqlite3.connect(world_path(home)) as db:  # the business write itself is not redacted
         assert (
             db.execute("SELECT phone FROM crm_contacts WHERE customer_id='C-1042'").fetchone()[0]
             == "+1-555-0199"

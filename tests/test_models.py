@@ -18,8 +18,9 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai.chat_models.base import _convert_dict_to_message
 
-from tether.agents.models import ModelConfig, OfflineRouter, OfflineSupportModel, load_chat_model, price_for
 from tether.agents.support.desk import SupportDesk
+from tether.agents.support.models import OfflineSupportModel, register_offline_models, support_router
+from tether.models import ModelConfig, load_chat_model, price_for
 from tether.config import Home
 from tether.errors import ConfigError
 
@@ -28,14 +29,15 @@ REFUND_18 = "I need a refund of $18 for the damaged kettle in order O-20417"
 
 def test_offline_models_are_deterministic_and_report_usage() -> None:
     msgs = [HumanMessage(REFUND_18)]
-    a = OfflineRouter().bind_tools([]).invoke(msgs)
-    b = OfflineRouter().bind_tools([]).invoke(msgs)
+    a = support_router().bind_tools([]).invoke(msgs)
+    b = support_router().bind_tools([]).invoke(msgs)
     assert isinstance(a, AIMessage) and a.tool_calls == b.tool_calls
     assert a.tool_calls[0]["args"] == {"route": "refund"}
     assert a.usage_metadata is not None and a.usage_metadata["input_tokens"] > 0
 
 
 def test_every_model_needs_a_price_for_its_spend_cap() -> None:
+    register_offline_models()
     assert price_for("offline:support-v1").cost(input_tokens=1_000_000, output_tokens=0) == 2.5
     with pytest.raises(ConfigError, match="no price"):
         price_for("openai:some-unpriced-model")
@@ -63,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         tools = [t["function"]["name"] for t in body.get("tools", [])]
         history = [_convert_dict_to_message(m) for m in body["messages"]]
-        model = OfflineRouter() if tools == ["route"] else OfflineSupportModel()
+        model = support_router() if tools == ["route"] else OfflineSupportModel()
         reply = model.bind_tools(body.get("tools", [])).invoke(history)
         assert isinstance(reply, AIMessage)
         message: dict[str, Any] = {"role": "assistant", "content": reply.content or None}

@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NOT_PACKAGE = {"tests", "notebooks", "bench", "build", "dist", ".venv", "__pycache__"}
 EXPECTED_FOLDERS = {
-    "agents", "agents/models", "agents/support", "checkpoints", "evals", "graphs", "guards",
+    "agents", "agents/support", "checkpoints", "evals", "graphs", "guards",
     "retrieval", "tools",
 }
 TOP_LEVEL_LEAKS = ("agents", "tools", "evals", "tests", "notebooks", "guards", "graphs",

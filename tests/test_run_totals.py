@@ -22,6 +22,7 @@ from helpers import (
     tc,
 )
 
+from tether.agents.support.desk import world_path
 from tether.checkpoints.ledger import Ledger
 from tether.config import Home
 from tether.graphs.state import Approve
@@ -93,9 +94,9 @@ def test_two_small_refunds_in_one_run_need_approval_for_the_second(home: Home, l
     start(app, TEXT, "split")
     (req,) = pending(app, "split")
     assert req.rule_id == "tools.issue_refund.require_approval_over_total_usd"
-    assert [r[2] for r in agent_refunds(home.world)] == [20.0]
+    assert [r[2] for r in agent_refunds(world_path(home))] == [20.0]
     resume(app, "split", Approve(approver="lead"))
-    assert [r[2] for r in agent_refunds(home.world)] == [20.0, 20.0]
+    assert [r[2] for r in agent_refunds(world_path(home))] == [20.0, 20.0]
 
 
 def test_calls_in_one_message_count_against_each_other(home: Home, ledger: Ledger) -> None:
@@ -111,6 +112,6 @@ def test_calls_in_one_message_count_against_each_other(home: Home, ledger: Ledge
         script=[SEARCH, three, answer()],
     )
     start(wf.compile(checkpointer=memory_saver()), TEXT, "burst")
-    assert [r[2] for r in agent_refunds(home.world)] == [20.0, 20.0]
+    assert [r[2] for r in agent_refunds(world_path(home))] == [20.0, 20.0]
     denied = [e for e in events(ledger, "burst", "proposed", "issue_refund") if e.decision == "deny"]
     assert [e.rule_id for e in denied] == ["tools.issue_refund.max_total_usd_per_run"]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from langgraph.types import Command
 
-from tether.agents.models import ModelConfig
+from tether.models import ModelConfig
 from tether.agents.support.demo import SCENARIOS, Scenario
-from tether.agents.support.desk import RunResult, SupportDesk
+from tether.agents.support.desk import world_path, RunResult, SupportDesk
 from tether.config import Home
 from tether.errors import ApprovalError
 from tether.graphs.state import ApprovalRequest, Approve, Escalated, Memory, Resolved
@@ -49,7 +49,7 @@ def check_expect(desk: SupportDesk, key: str, r: RunResult, thread: str | None =
 
 
 def contact(home: Home, customer: str = CUSTOMER) -> dict[str, object]:
-    rows = world_query(home.world, "SELECT email, phone, shipping_address, credit_limit_usd FROM crm_contacts"
+    rows = world_query(world_path(home), "SELECT email, phone, shipping_address, credit_limit_usd FROM crm_contacts"
                                    " WHERE customer_id=?", (customer,))
     assert len(rows) == 1
     return dict(zip(("email", "phone", "shipping_address", "credit_limit_usd"), rows[0], strict=True))
@@ -67,7 +67,7 @@ def test_a_small_refund_is_cited_allowed_and_executed_once(desk: SupportDesk, ho
     assert r.status == "resolved" and r.route == "refund"
     assert isinstance(r.outcome, Resolved) and "$18.00" in r.outcome.answer
 
-    rows = agent_refunds(home.world)
+    rows = agent_refunds(world_path(home))
     assert len(rows) == 1
     _, order_id, amount, _, evidence, key = rows[0]
     assert (order_id, amount) == ("O-20417", 18.0)
@@ -100,7 +100,7 @@ def test_b_refund_over_threshold_pauses_and_resumes_in_a_new_desk_exactly_once(h
         assert req.rule_id == "tools.issue_refund.require_approval_over_usd"
         assert req.args["amount_usd"] == 40.0
         assert "$40.00" in req.preview and "O-20417" in req.preview
-        assert agent_refunds(home.world) == []  # nothing happened before the human decided
+        assert agent_refunds(world_path(home)) == []  # nothing happened before the human decided
         assert [a.approval_id for a in first.ledger.approvals(thread_id=thread)] == [req.approval_id]
         # the thread refuses a new request while it waits
         with pytest.raises(ApprovalError):
@@ -113,7 +113,7 @@ def test_b_refund_over_threshold_pauses_and_resumes_in_a_new_desk_exactly_once(h
         r2 = second.resume(thread)
         assert r2.status == "resolved"
         assert isinstance(r2.outcome, Resolved) and "$40.00" in r2.outcome.answer
-        rows = agent_refunds(home.world)
+        rows = agent_refunds(world_path(home))
         assert [(o, a) for _, o, a, *_ in rows] == [("O-20417", 40.0)]
         assert len(events(second.ledger, thread, "executed", "issue_refund")) == 1
         approved = events(second.ledger, thread, "approved")
@@ -125,11 +125,11 @@ def test_b_refund_over_threshold_pauses_and_resumes_in_a_new_desk_exactly_once(h
         assert second.resume(thread).status == "resolved"
         # even a raw resume command on the finished thread does not run the refund again
         second.app.invoke(Command(resume=Approve(approver="lead@example.com")), config(thread))
-        assert len(agent_refunds(home.world)) == 1
+        assert len(agent_refunds(world_path(home))) == 1
 
     with SupportDesk(home=home, models=ModelConfig()) as third:
         assert third.resume(thread).status == "resolved"
-        assert len(agent_refunds(home.world)) == 1
+        assert len(agent_refunds(world_path(home))) == 1
         assert len(events(third.ledger, thread, "executed", "issue_refund")) == 1
         assert third.ledger.approvals(status="pending") == []
         # a decision is final
@@ -142,12 +142,12 @@ def test_b_refund_over_threshold_pauses_and_resumes_in_a_new_desk_exactly_once(h
 
 def test_c_refund_over_max_is_denied_and_escalated_with_a_ticket(desk: SupportDesk, home: Home) -> None:
     r = play(desk, "c")
-    assert agent_refunds(home.world) == []
+    assert agent_refunds(world_path(home)) == []
     assert r.status == "escalated"
     assert isinstance(r.outcome, Escalated)
     assert r.outcome.action is EscalationAction.HANDOFF_TO_HUMAN
 
-    tickets = world_query(home.world, "SELECT id, customer_id, summary, reason FROM support_tickets")
+    tickets = world_query(world_path(home), "SELECT id, customer_id, summary, reason FROM support_tickets")
     assert len(tickets) == 1
     ticket_id, customer, summary, reason = tickets[0]
     assert customer == CUSTOMER
@@ -173,7 +173,7 @@ def test_d1_phone_update_is_written(desk: SupportDesk, home: Home) -> None:
     assert after["phone"] == "+1-555-0199"
     assert {k: v for k, v in after.items() if k != "phone"} == {k: v for k, v in before.items() if k != "phone"}
     assert after["credit_limit_usd"] == 500
-    changes = world_query(home.world, "SELECT customer_id, field, old_value, new_value FROM crm_changes")
+    changes = world_query(world_path(home), "SELECT customer_id, field, old_value, new_value FROM crm_changes")
     assert changes == [(CUSTOMER, "phone", before["phone"], "+1-555-0199")]
     check_expect(desk, "d1", r)
 
@@ -183,7 +183,7 @@ def test_d2_credit_limit_update_is_denied(desk: SupportDesk, home: Home) -> None
     r = play(desk, "d2")
     assert contact(home) == before
     assert before["credit_limit_usd"] == 500
-    assert count(home.world, "crm_changes") == 0
+    assert count(world_path(home), "crm_changes") == 0
     proposed = events(desk.ledger, "demo-d2", "proposed", "update_crm_record")
     assert [(e.decision, e.rule_id) for e in proposed] == [("deny", "tools.update_crm_record.allowed_fields")]
     assert not events(desk.ledger, "demo-d2", "executed")
@@ -213,7 +213,7 @@ def test_e_tool_call_budget_stops_the_run_at_the_cap(desk: SupportDesk, home: Ho
     assert rows[-1].event == "escalated" and rows[-1].rule_id == "agent.max_tool_calls"
     # the unexecuted call is answered for the model, and nothing was written
     assert unanswered_tool_calls(desk.app.get_state(config("demo-e")).values["messages"]) == []
-    assert agent_refunds(home.world) == [] and count(home.world, "crm_changes") == 0
+    assert agent_refunds(world_path(home)) == [] and count(world_path(home), "crm_changes") == 0
     check_expect(desk, "e", r)
 
 
@@ -224,7 +224,7 @@ def test_f1_last_month_lists_only_this_customers_october_orders(desk: SupportDes
     r = play(desk, "f1")
     assert r.status == "resolved" and isinstance(r.outcome, Resolved)
     october = {row[0] for row in world_query(
-        home.world, "SELECT id FROM orders WHERE customer_id=? AND placed_at >= '2026-10-01'"
+        world_path(home), "SELECT id FROM orders WHERE customer_id=? AND placed_at >= '2026-10-01'"
                     " AND placed_at < '2026-11-01'", (CUSTOMER,))}
     assert october == {"O-20417", "O-20431"}
     (executed,) = events(desk.ledger, "demo-f1", "executed", "run_sql_query")
@@ -233,14 +233,14 @@ def test_f1_last_month_lists_only_this_customers_october_orders(desk: SupportDes
     answer = r.outcome.answer
     for oid in october:
         assert oid in answer
-    all_ids = {row[0] for row in world_query(home.world, "SELECT id FROM orders")}
+    all_ids = {row[0] for row in world_query(world_path(home), "SELECT id FROM orders")}
     assert {oid for oid in all_ids if oid in answer} == october  # no other month, no other customer
     check_expect(desk, "f1", r)
 
 
 def test_f2_other_customers_orders_never_reach_the_ledger(desk: SupportDesk, home: Home) -> None:
     r = play(desk, "f2")
-    theirs = customer_order_ids(home.world, OTHER_CUSTOMER)
+    theirs = customer_order_ids(world_path(home), OTHER_CUSTOMER)
     assert theirs, "the world should give C-1043 some orders"
     proposed = events(desk.ledger, "demo-f2", "proposed", "run_sql_query")
     assert [(e.decision, e.rule_id) for e in proposed] == [("deny", "tools.run_sql_query.row_level_security")]
@@ -274,7 +274,7 @@ def test_second_request_on_the_same_thread_folds_the_first_into_memory(desk: Sup
     texts = [str(m.content) for m in values["messages"]]
     assert BY_KEY["a"].request not in texts and BY_KEY["f1"].request in texts
     assert len({e.run_id for e in events(desk.ledger, thread, "run_started")}) == 2
-    assert len(agent_refunds(home.world)) == 1
+    assert len(agent_refunds(world_path(home))) == 1
 
 
 def test_memory_of_an_earlier_request_records_the_actions_it_executed(desk: SupportDesk) -> None:

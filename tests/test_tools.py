@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tether.agents.support.tools import SQL_TEMPLATES, build_support_tools
+from tether.agents.support.tools import SQL_TEMPLATES, SupportResources, build_support_tools
+from tether.guards.context import RunContext, Subject
 from tether.agents.support.world import AS_OF, WORLD_SEED, connect_world
 from tether.errors import ToolError
 from tether.guards.policy import Policy
@@ -36,7 +37,10 @@ def kb() -> KnowledgeBase:
 
 @pytest.fixture(scope="module")
 def tools(kb: KnowledgeBase) -> Toolset:
-    return build_support_tools(kb)
+    return build_support_tools()
+
+
+_KB = KnowledgeBase.from_dir(SUPPORT_DIR / "kb")
 
 
 @pytest.fixture
@@ -49,12 +53,12 @@ def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 def ctx_for(db: sqlite3.Connection, *, customer: str = ME, key: str = "T1:call_1") -> ToolContext:
     thread, _, call = key.partition(":")
     return ToolContext(
-        customer_id=customer,
+        subject=Subject(id=customer),
         thread_id=thread,
         run_id="run-1",
         tool_call_id=call or "call",
         idempotency_key=key,
-        db=db,
+        resources=SupportResources(db=db, kb=_KB),
     )
 
 
@@ -223,8 +227,9 @@ def test_refund_idempotency_holds_against_a_concurrent_executor(
     racing = RacingConnection(db)
     ctx = ctx_for(db, key=key)
     ctx = ToolContext(
-        customer_id=ctx.customer_id, thread_id=ctx.thread_id, run_id=ctx.run_id,
-        tool_call_id=ctx.tool_call_id, idempotency_key=key, db=racing,  # type: ignore[arg-type]
+        subject=ctx.subject, thread_id=ctx.thread_id, run_id=ctx.run_id,
+        tool_call_id=ctx.tool_call_id, idempotency_key=key,
+        resources=SupportResources(db=racing, kb=_KB),  # type: ignore[arg-type]
     )
     try:
         res = call(tools, "issue_refund", refund(18), ctx)
@@ -459,7 +464,7 @@ def test_search_policy_returns_stable_citable_evidence(
     assert scores == sorted(scores, reverse=True) and all(s > 0 for s in scores)
     # stable across calls and across freshly built knowledge bases
     again = call(tools, "search_policy", {"query": "refund for a damaged item"}, ctx_for(db))
-    fresh = build_support_tools(KnowledgeBase.from_dir(SUPPORT_DIR / "kb"))
+    fresh = build_support_tools()
     third = call(fresh, "search_policy", {"query": "refund for a damaged item"}, ctx_for(db))
     assert [e.evidence_id for e in again.evidence] == ids == [e.evidence_id for e in third.evidence]
 
@@ -592,7 +597,7 @@ def test_describe_feeds_the_policy_what_the_call_means(tools: Toolset) -> None:
         assert spec is not None
         args = spec.parse(raw)
         assert not isinstance(args, ArgumentProblem), args
-        return policy.evaluate(spec.describe(args, principal=ME, evidence=ev)).rule_id
+        return policy.evaluate(spec.describe(args, RunContext(subject=Subject(id=ME), evidence=ev))).rule_id
 
     cite = {"citation_ids": ["KB-REFUND@v3#p1"]}
     assert decide("issue_refund", refund(18, **cite)) == "tools.issue_refund.allowed"

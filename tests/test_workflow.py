@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 
-from tether.agents.models import ModelConfig
-from tether.agents.support.desk import SupportDesk
+from tether.models import ModelConfig
+from tether.agents.support.desk import world_path, SupportDesk
 from tether.checkpoints.checkpointer import open_checkpointer
 from tether.checkpoints.ledger import Ledger
 from tether.config import Home
+from tether.errors import ApprovalError
 from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
 from tether.guards.decisions import EscalationAction
 from tether.guards.policy import Policy
@@ -61,14 +62,15 @@ def ledger(home: Home) -> Iterator[Ledger]:
 class Harness:
     """One compiled workflow with a scripted model, on a fresh home."""
 
-    def __init__(self, home: Home, ledger: Ledger, script: list[AIMessage], policy: Policy | None = None) -> None:
+    def __init__(self, home: Home, ledger: Ledger, script: list[AIMessage], policy: Policy | None = None,
+                 by_request: dict[str, list[AIMessage]] | None = None) -> None:
         self.home, self.ledger = home, ledger
-        self.wf = build_workflow(home, ledger, policy=policy, script=script)
+        self.wf = build_workflow(home, ledger, policy=policy, script=script, by_request=by_request)
         self.app = self.wf.compile(checkpointer=memory_saver())
         self.model = recorder(self.wf)
 
     def close(self) -> None:
-        self.wf.db.close()
+        self.wf.close()
 
     def start(self, text: str, thread: str = "t1") -> dict[str, Any]:
         return start(self.app, text, thread)
@@ -85,6 +87,15 @@ class Harness:
     def events(self, kind: str | None = None, tool: str | None = None, thread: str = "t1") -> list[Any]:
         return events(self.ledger, thread, kind, tool)
 
+    def assert_refused(self, fragment: str, thread: str = "t1") -> ApprovalRequest:
+        """The decision sent was not applied: nothing recorded, the same approval asked again."""
+        (req,) = self.pending(thread)
+        assert req.refused is not None and fragment in req.refused, req.refused
+        assert self.ledger.approval(req.approval_id).status == "pending"
+        assert not [e for e in self.events(thread=thread) if e.event in ("approved", "rejected", "edited")]
+        assert agent_refunds(world_path(self.home)) == []
+        return req
+
     def assert_closed(self, thread: str = "t1") -> None:
         """Every tool call the model made has its ToolMessage (OpenAI refuses the history otherwise)."""
         assert unanswered_tool_calls(state(self.app, thread)["messages"]) == []
@@ -94,8 +105,9 @@ class Harness:
 def harness(home: Home, ledger: Ledger) -> Iterator[Any]:
     made: list[Harness] = []
 
-    def make(script: list[AIMessage], policy: Policy | None = None) -> Harness:
-        h = Harness(home, ledger, script, policy)
+    def make(script: list[AIMessage], policy: Policy | None = None,
+             by_request: dict[str, list[AIMessage]] | None = None) -> Harness:
+        h = Harness(home, ledger, script, policy, by_request)
         made.append(h)
         return h
 
@@ -152,7 +164,7 @@ def test_malformed_arguments_are_returned_to_the_model_naming_the_field(
     assert (proposed.tool_call_id, proposed.decision, proposed.rule_id) == ("bad1", "invalid", f"schema.{tool}")
     assert field in (proposed.error or "")
     assert not h.events("executing") and not h.events("executed")
-    assert agent_refunds(h.home.world) == []
+    assert agent_refunds(world_path(h.home)) == []
     h.assert_closed()
 
 
@@ -221,7 +233,7 @@ def test_tool_not_offered_on_the_route_is_refused(harness: Any, home: Home) -> N
     (proposed,) = h.events("proposed")
     assert (proposed.decision, proposed.rule_id) == ("invalid", "route.tool_not_offered")
     assert h.model.last_seen_tool_messages()["x1"]["code"] == "unknown_tool"
-    assert count(home.world, "crm_changes") == 0
+    assert count(world_path(home), "crm_changes") == 0
     h.assert_closed()
 
 
@@ -250,7 +262,7 @@ def test_invalid_tool_calls_with_malformed_json_are_refused_and_answered(harness
     assert proposed.rule_id == "schema.malformed_json"
     payload = h.model.last_seen_tool_messages()["j1"]
     assert payload["status"] == "invalid_arguments"
-    assert agent_refunds(h.home.world) == []
+    assert agent_refunds(world_path(h.home)) == []
     h.assert_closed()
 
 
@@ -264,7 +276,7 @@ def test_refund_over_threshold_waits_for_a_human_before_any_side_effect(harness:
     assert req.tool == "issue_refund" and req.tool_call_id == "r1"
     assert req.rule_id == "tools.issue_refund.require_approval_over_usd"
     assert "$40.00" in req.preview
-    assert agent_refunds(h.home.world) == []
+    assert agent_refunds(world_path(h.home)) == []
     assert not h.events("executing", "issue_refund")
     assert h.ledger.approval(req.approval_id).status == "pending"
 
@@ -275,7 +287,7 @@ def test_reject_resume_does_not_execute_and_the_model_sees_the_rejection(harness
     (req,) = h.pending()
     out = h.resume(Reject(approver="lead", reason="not covered"))
     assert isinstance(out["outcome"], Resolved)
-    assert agent_refunds(h.home.world) == []
+    assert agent_refunds(world_path(h.home)) == []
     assert not h.events("executed", "issue_refund")
     payload = h.model.last_seen_tool_messages()["r1"]
     assert payload == {"status": "rejected", "reason": "not covered", "approver": "lead"}
@@ -291,7 +303,7 @@ def test_edit_to_a_lower_amount_executes_the_edited_refund(harness: Any) -> None
     h.start(REFUND_TEXT)
     out = h.resume(Edit(approver="lead", args={"amount_usd": 20}))
     assert isinstance(out["outcome"], Resolved)
-    assert [(o, a) for _, o, a, *_ in agent_refunds(h.home.world)] == [(KETTLE_ORDER, 20.0)]
+    assert [(o, a) for _, o, a, *_ in agent_refunds(world_path(h.home))] == [(KETTLE_ORDER, 20.0)]
     (edited,) = h.events("edited")
     assert edited.args is not None and edited.args["amount_usd"] == 20.0
     assert (edited.decision, edited.approver) == ("allow", "lead")
@@ -303,15 +315,13 @@ def test_edit_to_a_lower_amount_executes_the_edited_refund(harness: Any) -> None
     h.assert_closed()
 
 
-def test_edit_above_the_maximum_is_denied_by_the_policy(harness: Any) -> None:
+def test_edit_above_the_maximum_is_refused_and_the_approval_stays_pending(harness: Any) -> None:
     h = harness(approval_script(40.0))
     h.start(REFUND_TEXT)
     h.resume(Edit(approver="lead", args={"amount_usd": 80}))
-    assert agent_refunds(h.home.world) == []
-    (edited,) = h.events("edited")
-    assert (edited.decision, edited.rule_id) == ("deny", "tools.issue_refund.max_amount_usd")
-    payload = h.model.last_seen_tool_messages()["r1"]
-    assert payload["status"] == "denied" and payload["rule_id"] == "tools.issue_refund.max_amount_usd"
+    h.assert_refused("tools.issue_refund.max_amount_usd")
+    h.resume(Reject(approver="lead", reason="too much"))  # a valid decision still applies
+    assert h.model.last_seen_tool_messages()["r1"]["status"] == "rejected"
     assert not h.events("executed", "issue_refund")
     h.assert_closed()
 
@@ -327,15 +337,16 @@ def test_edit_above_the_maximum_is_denied_by_the_policy(harness: Any) -> None:
         {"reason": ""},
     ],
 )
-def test_edit_with_invalid_arguments_is_rejected(harness: Any, patch: dict[str, Any]) -> None:
+def test_edit_with_invalid_arguments_is_refused_before_anything_is_recorded(
+    harness: Any, patch: dict[str, Any]
+) -> None:
     h = harness(approval_script(40.0))
     h.start(REFUND_TEXT)
     h.resume(Edit(approver="lead", args=patch))
-    assert agent_refunds(h.home.world) == []
-    assert not h.events("executing")[1:]  # only the search ran
-    assert [e.tool for e in h.events("executed")] == ["search_policy"]
-    payload = h.model.last_seen_tool_messages()["r1"]
-    assert payload["status"] == "rejected" and "edited arguments invalid" in payload["reason"]
+    h.assert_refused("edited arguments are invalid")
+    assert [e.tool for e in h.events("executed")] == ["search_policy"]  # only the search ran
+    h.resume(Approve(approver="lead"))  # the original proposal can still be approved
+    assert len(h.events("executed", "issue_refund")) == 1
     h.assert_closed()
 
 
@@ -343,9 +354,7 @@ def test_edit_citing_unretrieved_evidence_is_denied(harness: Any) -> None:
     h = harness(approval_script(40.0))
     h.start(REFUND_TEXT)
     h.resume(Edit(approver="lead", args={"citation_ids": ["KB-MADE-UP#p9"]}))
-    assert agent_refunds(h.home.world) == []
-    (edited,) = h.events("edited")
-    assert (edited.decision, edited.rule_id) == ("deny", "tools.issue_refund.require_citation")
+    h.assert_refused("tools.issue_refund.require_citation")
 
 
 def test_raw_dict_resume_payload_is_accepted(harness: Any) -> None:
@@ -354,7 +363,7 @@ def test_raw_dict_resume_payload_is_accepted(harness: Any) -> None:
     (req,) = h.pending()
     out = h.resume({"kind": "approve", "approver": "x"})
     assert isinstance(out["outcome"], Resolved)
-    assert [a for _, _, a, *_ in agent_refunds(h.home.world)] == [40.0]
+    assert [a for _, _, a, *_ in agent_refunds(world_path(h.home))] == [40.0]
     (approved,) = h.events("approved")
     assert approved.approver == "x"
     assert h.ledger.approval(req.approval_id).decided_by == "x"
@@ -374,17 +383,18 @@ def test_raw_dict_resume_payload_is_accepted(harness: Any) -> None:
         ["approve"],
     ],
 )
-def test_unreadable_resume_payload_fails_closed(harness: Any, payload: Any) -> None:
+def test_a_resume_payload_that_is_not_a_decision_is_refused_naming_the_accepted_shapes(
+    harness: Any, payload: Any
+) -> None:
     h = harness(approval_script(40.0))
     h.start(REFUND_TEXT)
     (req,) = h.pending()
     h.resume(payload)
-    assert agent_refunds(h.home.world) == []
+    again = h.assert_refused('"kind": "approve"')  # never silently a rejection "by system"
+    assert again.approval_id == req.approval_id
     assert not h.events("executed", "issue_refund")
-    (rejected,) = h.events("rejected")
-    assert rejected.approver == "system"
+    h.resume(Reject(approver="lead", reason="no"))
     assert h.ledger.approval(req.approval_id).status == "rejected"
-    assert h.model.last_seen_tool_messages()["r1"]["status"] == "rejected"
     assert h.pending() == []
     h.assert_closed()
 
@@ -491,13 +501,13 @@ def test_each_call_of_a_multi_call_message_is_decided_on_its_own(harness: Any, h
         "m_invalid": ("invalid", "schema.issue_refund"),
     }
     assert sorted(e.tool_call_id for e in h.events("executed")) == ["m_allow", "m_approve", "s1"]
-    assert [(o, a) for _, o, a, *_ in agent_refunds(home.world)] == [(KETTLE_ORDER, 40.0)]
+    assert [(o, a) for _, o, a, *_ in agent_refunds(world_path(home))] == [(KETTLE_ORDER, 40.0)]
     seen = h.model.last_seen_tool_messages()
     assert {k: v["status"] for k, v in seen.items()} == {
         "s1": "ok", "m_allow": "ok", "m_approve": "ok", "m_deny": "denied",
         "m_offroute": "invalid_arguments", "m_invalid": "invalid_arguments",
     }
-    assert count(home.world, "crm_changes") == 0
+    assert count(world_path(home), "crm_changes") == 0
     h.assert_closed()
 
 
@@ -507,9 +517,9 @@ def test_two_approvals_in_one_message_are_asked_one_after_the_other(harness: Any
     assert [r.tool_call_id for r in h.pending()] == ["p1"]
     h.resume(Approve(approver="lead"))
     assert [r.tool_call_id for r in h.pending()] == ["p2"]
-    assert agent_refunds(home.world) == []  # still nothing: the message acts as a whole
+    assert agent_refunds(world_path(home)) == []  # still nothing: the message acts as a whole
     h.resume(Reject(approver="lead", reason="too much"))
-    assert [(o, a) for _, o, a, *_ in agent_refunds(home.world)] == [(KETTLE_ORDER, 30.0)]
+    assert [(o, a) for _, o, a, *_ in agent_refunds(world_path(home))] == [(KETTLE_ORDER, 30.0)]
     assert isinstance(h.outcome(), Resolved)
     h.assert_closed()
 
@@ -531,16 +541,17 @@ def test_citation_must_be_retrieved_earlier_in_the_same_run(harness: Any, home: 
         "r_none": "tools.issue_refund.require_citation",
         "r_ok": "tools.issue_refund.allowed",
     }
-    assert [a for _, _, a, *_ in agent_refunds(home.world)] == [10.0]
+    assert [a for _, _, a, *_ in agent_refunds(world_path(home))] == [10.0]
 
 
 def test_evidence_retrieved_in_an_earlier_run_cannot_be_cited(harness: Any, home: Home) -> None:
-    h = harness([calls(SEARCH), answer("found the policy"), calls(refund(10.0, "r_later")), answer()])
+    h = harness([calls(SEARCH), answer("found the policy")],
+                by_request={"Now refund": [calls(refund(10.0, "r_later")), answer()]})
     h.start(REFUND_TEXT)
     h.start("Now refund $10 on O-20417 please")  # same thread, new run: nothing retrieved yet
     (proposed,) = h.events("proposed", "issue_refund")
     assert (proposed.decision, proposed.rule_id) == ("deny", "tools.issue_refund.require_citation")
-    assert agent_refunds(home.world) == []
+    assert agent_refunds(world_path(home)) == []
 
 
 def test_sql_tool_refuses_free_sql_and_other_customers(harness: Any, home: Home) -> None:
@@ -574,8 +585,8 @@ def test_crm_update_writes_only_allowed_fields(harness: Any, home: Home) -> None
     assert decided["u_mixed"] == ("deny", "tools.update_crm_record.allowed_fields")
     assert decided["u_empty"] == ("deny", "tools.update_crm_record.allowed_fields")
     assert decided["u_ok"] == ("allow", "tools.update_crm_record.allowed")
-    assert world_query(home.world, "SELECT field, new_value FROM crm_changes") == [("email", "dana@new.example")]
-    assert world_query(home.world, "SELECT credit_limit_usd, phone FROM crm_contacts WHERE customer_id='C-1042'") \
+    assert world_query(world_path(home), "SELECT field, new_value FROM crm_changes") == [("email", "dana@new.example")]
+    assert world_query(world_path(home), "SELECT credit_limit_usd, phone FROM crm_contacts WHERE customer_id='C-1042'") \
         == [(500, "+1-555-0142")]
 
 
@@ -589,12 +600,13 @@ def test_a_pending_approval_survives_a_restart(home: Home) -> None:
         app = wf.compile(checkpointer=saver)
         start(app, REFUND_TEXT, thread)
         (req,) = pending(app, thread)
-        wf.db.close()
-    assert agent_refunds(home.world) == []
+        wf.close()
+    assert agent_refunds(world_path(home)) == []
 
     # a new process: new ledger, new checkpointer, new business-DB connection, new model
     with Ledger.open(home.ledger_url) as ledger, open_checkpointer(home.checkpoint_url) as saver:
-        wf = build_workflow(home, ledger, script=[answer("refunded after approval")])
+        # the same script: a new process continues at the turn the conversation has reached
+        wf = build_workflow(home, ledger, script=[*approval_script(40.0)[:2], answer("refunded after approval")])
         app = wf.compile(checkpointer=saver)
         (again,) = pending(app, thread)
         assert again == req
@@ -604,7 +616,7 @@ def test_a_pending_approval_survives_a_restart(home: Home) -> None:
         # the resumed model saw the whole earlier conversation, restored from the checkpoint
         seen = recorder(wf).seen[0]
         assert any(isinstance(m, ToolMessage) and m.tool_call_id == "r1" for m in seen)
-        wf.db.close()
+        wf.close()
 
     with Ledger.open(home.ledger_url) as ledger, open_checkpointer(home.checkpoint_url) as saver:
         wf = build_workflow(home, ledger, script=[])
@@ -612,8 +624,8 @@ def test_a_pending_approval_survives_a_restart(home: Home) -> None:
         assert pending(app, thread) == []
         assert isinstance(state(app, thread)["outcome"], Resolved)
         assert unanswered_tool_calls(state(app, thread)["messages"]) == []
-        wf.db.close()
-    assert [(o, a) for _, o, a, *_ in agent_refunds(home.world)] == [(KETTLE_ORDER, 40.0)]
+        wf.close()
+    assert [(o, a) for _, o, a, *_ in agent_refunds(world_path(home))] == [(KETTLE_ORDER, 40.0)]
 
 
 # ---------------------------------------------------------------- regressions (bugs found by these tests)
@@ -627,7 +639,7 @@ def test_a_resume_cannot_override_the_decision_recorded_in_the_ledger(harness: A
                     decision=Reject(approver="lead", reason="no").model_dump(mode="json"))
     h.resume(Approve(approver="mallory"))
     assert h.ledger.approval(req.approval_id).status == "rejected"
-    assert agent_refunds(home.world) == []
+    assert agent_refunds(world_path(home)) == []
 
 
 def test_tool_calls_without_ids_are_each_executed(harness: Any) -> None:
@@ -646,15 +658,16 @@ def test_tool_calls_without_ids_are_each_executed(harness: Any) -> None:
 def test_a_reused_tool_call_id_is_not_answered_with_another_calls_result(harness: Any, home: Home) -> None:
     h = harness([calls(SEARCH), call("issue_refund", {"order_id": KETTLE_ORDER, "amount_usd": 12,
                                                        "reason": "damaged", "citation_ids": [REFUND_EVIDENCE]},
-                                      "call_0"), answer("first"),
-                 calls(tc("search_policy", {"query": "refund damaged item"}, "s2")),
-                 call("issue_refund", {"order_id": "O-20388", "amount_usd": 10, "reason": "beans stale",
-                                       "citation_ids": [REFUND_EVIDENCE]}, "call_0"),
-                 answer("second")])
+                                      "call_0"), answer("first")],
+                by_request={"also need": [
+                    calls(tc("search_policy", {"query": "refund damaged item"}, "s2")),
+                    call("issue_refund", {"order_id": "O-20388", "amount_usd": 10, "reason": "beans stale",
+                                          "citation_ids": [REFUND_EVIDENCE]}, "call_0"),
+                    answer("second")]})
     h.start(REFUND_TEXT)
     h.start("I also need a refund of $10 for order O-20388")
     payload = h.model.last_seen_tool_messages()["call_0"]
-    refunds = [(o, a) for _, o, a, *_ in agent_refunds(home.world)]
+    refunds = [(o, a) for _, o, a, *_ in agent_refunds(world_path(home))]
     # both refunds really happened, each under its own idempotency key, and nothing was "replayed"
     assert refunds == [(KETTLE_ORDER, 12.0), ("O-20388", 10.0)]
     assert payload["status"] == "ok" and not payload.get("replayed")
@@ -670,7 +683,7 @@ def test_an_argument_the_checkpointer_cannot_encode_does_not_crash_the_run(harne
     out = h.start(REFUND_TEXT)  # used to raise TypeError from the checkpointer
     assert out["outcome"] is not None
     assert state(h.app, "t1").get("outcome") is not None
-    assert len(agent_refunds(home.world)) == 1
+    assert len(agent_refunds(world_path(home))) == 1
     h.assert_closed()
 
 
@@ -679,10 +692,12 @@ def test_an_edit_with_an_oversized_integer_is_refused_not_crashing_the_thread(ho
         r = desk.run("Please refund $40 for order O-20417, the kettle arrived damaged",
                      customer_id="C-1042", thread_id="big-edit")
         (req,) = r.waiting_for
-        desk.decide(req.approval_id, Edit(approver="lead", args={"amount_usd": 10**20}))
-        r2 = desk.resume("big-edit")  # used to raise TypeError on every attempt, leaving the thread stuck
+        with pytest.raises(ApprovalError, match="invalid"):  # refused before anything is recorded
+            desk.decide(req.approval_id, Edit(approver="lead", args={"amount_usd": 10**20}))
+        assert desk.ledger.approval(req.approval_id).status == "pending"
+        r2 = desk.decide(req.approval_id, Reject(approver="lead", reason="typo"))
         assert r2.status != "awaiting_approval" and r2.outcome is not None
-        assert agent_refunds(home.world) == []
+        assert agent_refunds(world_path(home)) == []
         assert not events(desk.ledger, "big-edit", "executed", "issue_refund")
         # the thread is usable again
         assert desk.run("What did I order last month?", customer_id="C-1042", thread_id="big-edit").status \
@@ -696,8 +711,8 @@ def test_nothing_runs_after_a_hand_off_in_the_same_message(harness: Any, home: H
                  answer()])
     outcome = h.start(REFUND_TEXT)["outcome"]
     assert isinstance(outcome, Escalated) and outcome.rule_id == "tools.handoff_to_human"
-    assert world_query(home.world, "SELECT COUNT(*) FROM support_tickets") == [(1,)]
-    assert agent_refunds(home.world) == []
+    assert world_query(world_path(home), "SELECT COUNT(*) FROM support_tickets") == [(1,)]
+    assert agent_refunds(world_path(home)) == []
     assert not h.events("executed", "issue_refund")
 
 

@@ -93,7 +93,7 @@ def test_concurrent_decisions_have_exactly_one_winner(ledger_url: str, tmp_path:
         ids = [ledger.request_approval(
             thread_id="T", run_id="r", tool_call_id=f"c{i}", tool="issue_refund",
             args={"amount_usd": 40 + i}, preview="p", rule_id="r", reason="r",
-            policy_version="v", customer_id=None).approval_id for i in range(APPROVALS)]
+            policy_version="v", subject_id=None).approval_id for i in range(APPROVALS)]
     go = tmp_path / "go"
     outs = _run_all([_spawn(_DECIDE, [ledger_url, who, ",".join(ids), str(go)])
                      for who in ("ana", "bob")], go)

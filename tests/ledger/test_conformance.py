@@ -30,7 +30,7 @@ def approval(ledger: Ledger, call: str = "c1") -> Any:
     return ledger.request_approval(
         thread_id="T", run_id="r1", tool_call_id=call, tool="issue_refund", args={"amount_usd": 40},
         preview="refund $40", rule_id="tools.issue_refund.require_approval_over_usd",
-        reason="over $25", policy_version="sha256:p", customer_id="C-1042")
+        reason="over $25", policy_version="sha256:p", subject_id="C-1042")
 
 
 # ---------------------------------------------------------------- schema and events
@@ -50,7 +50,7 @@ def test_append_round_trips_every_field(ledger: Ledger) -> None:
         decision="allow", rule_id="tools.issue_refund.allowed", matched_rules=("a", "b"),
         policy_version="sha256:p", approval_id="A-1", approver="ana", evidence=("KB@v3#p1",),
         result={"refund_id": "R-1", "amount_usd": 18.0}, error=None, detail="d",
-        model_id="offline:support-v1", principal="tether-agent", customer_id="C-1042",
+        model_id="offline:support-v1", principal="tether-agent", subject_id="C-1042",
         spend_usd=0.0123, idempotency_key="T:call_1")
     row = ledger.append(full)
     [stored] = ledger.events("T")

@@ -1,7 +1,8 @@
 """Exactly-once under real crashes: SIGKILL the CLI at each injected point, resume elsewhere.
 
-Every step is a separate ``tether`` process. ``TETHER_CRASH_AT`` makes the workflow kill
-itself with SIGKILL at the named point (``graphs.workflow.crash_point``); nothing is mocked.
+Every step is a separate ``tether`` process. A crashing step runs ``crash_cli.py``: the
+``tether`` command line with a hook installed through the fault seam
+(``tether.graphs.faults``) that SIGKILLs the process at the named point; nothing is mocked.
 After resuming in a fresh process there must be exactly one refund row for the thread in
 the business database and the ledger chain must verify.
 """
@@ -24,6 +25,7 @@ from tether.checkpoints.ledger import Ledger
 pytestmark = pytest.mark.slow
 
 TETHER = str(Path(sys.executable).with_name("tether"))
+CRASH_CLI = Path(__file__).with_name("crash_cli.py")
 THREAD = "T-crash"
 APPROVAL_TEXT = "Please refund $40 for order O-20417, the kettle arrived damaged"
 DIRECT_TEXT = "I need a refund of $18 for the damaged kettle in order O-20417"
@@ -43,10 +45,11 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 def tether(
     env: dict[str, str], *args: str, crash: str | None = None, tool: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    e = dict(env, TETHER_CRASH_AT=crash) if crash else env
+    e = dict(env, CRASH_AT=crash) if crash else env
     if tool:
-        e = dict(e, TETHER_CRASH_TOOL=tool)
-    return subprocess.run([TETHER, *args], env=e, capture_output=True, text=True, timeout=120)
+        e = dict(e, CRASH_TOOL=tool)
+    cmd = [sys.executable, str(CRASH_CLI)] if crash else [TETHER]
+    return subprocess.run([*cmd, *args], env=e, capture_output=True, text=True, timeout=120)
 
 
 def killed(p: subprocess.CompletedProcess[str]) -> bool:

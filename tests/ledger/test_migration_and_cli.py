@@ -74,7 +74,7 @@ def filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     with Ledger.open(tmp_path / "home" / "ledger.sqlite") as ledger:
         for e in [
             LedgerEvent(thread_id="T", run_id="r1", event="run_started", detail="refund $40 please",
-                        customer_id="C-1042", principal="tether-agent"),
+                        subject_id="C-1042", principal="tether-agent"),
             LedgerEvent(thread_id="T", run_id="r1", event="routed", detail="refund",
                         model_id="offline:router-v1", spend_usd=0.001),
             LedgerEvent(thread_id="T", run_id="r1", event="proposed", tool="issue_refund",

@@ -1,0 +1,1 @@
+"""tether.agents.itdesk: the IT access desk example (public names only)."""

@@ -1,0 +1,114 @@
+"""The governed IT access desk, written only with tether's public names.
+
+``WORKFLOW`` is its ``WorkflowSpec`` (installed under the entry point name ``itdesk``);
+``itdesk_workflow(...)`` builds the ``Workflow``. A run acts for the requesting employee
+(``Subject(id="P-1001")``); the agent runs as the ``helpdesk`` principal unless the run says
+``security``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tether import (
+    BuildContext,
+    EscalationAction,
+    Home,
+    Ledger,
+    ModelConfig,
+    Policy,
+    Route,
+    RuntimeLimits,
+    Workflow,
+    WorkflowSpec,
+    load_chat_model,
+)
+from tether.agents.itdesk.demo import SCENARIOS
+from tether.agents.itdesk.models import REASONING_ID, ROUTER_ID, register_offline_models
+from tether.agents.itdesk.tools import ItDeskResources, build_itdesk_tools
+from tether.agents.itdesk.world import connect_world
+
+__all__ = ["DEFAULT_PRINCIPAL", "ITDESK_ROUTES", "POLICY_PATH", "WORKFLOW", "itdesk_workflow", "world_path"]
+
+_HERE = Path(__file__).parent
+POLICY_PATH = _HERE / "agent-policy.yaml"
+PROMPT_VERSION = "itdesk-v1"
+DEFAULT_PRINCIPAL = "helpdesk"
+"""The least-privileged identity: what a run gets when its configuration names none."""
+DESCRIPTION = "IT access desk: group access for approved requests, MFA resets, directory lookups"
+SYSTEM_PROMPT = (
+    "You are the IT access desk of an internal ops team. You act for one employee only: the "
+    "requester. Verify their identity before changing anything, read the access request before "
+    "granting, never grant admins, and hand off to a human when you cannot help."
+)
+ITDESK_ROUTES: tuple[Route, ...] = (
+    Route(name="access", description="grant or remove group access (vpn, wiki, prod-db, payroll, ...)",
+          tools=("verify_identity", "get_access_request", "grant_group", "revoke_group", "handoff_to_human")),
+    Route(name="mfa", description="reset multi-factor authentication after a lost or new device",
+          tools=("verify_identity", "lookup_person", "reset_mfa", "handoff_to_human")),
+    Route(name="lookup", description="questions about the requester's own directory entry",
+          tools=("lookup_person", "handoff_to_human")),
+    Route(name="other", description="anything else", tools=("handoff_to_human",)),
+)
+CLOSINGS = {
+    EscalationAction.HANDOFF_TO_HUMAN: "I've handed this to an IT engineer who will follow up.",
+    EscalationAction.HALT: "I had to stop here.",
+    EscalationAction.ASK_USER: "I need more information from you to continue.",
+}
+
+
+def world_path(home: Home) -> Path:
+    """The desk's directory database inside the data directory."""
+    return home.root / "world" / "itdesk.sqlite"
+
+
+def itdesk_workflow(
+    *,
+    home: Home,
+    ledger: Ledger,
+    policy: Policy | None = None,
+    models: ModelConfig | None = None,
+    world: Path | None = None,
+) -> Workflow:
+    """The IT desk as a ``Workflow``. Compile it with any LangGraph checkpointer.
+
+    Rate-limit state lives in ``$TETHER_HOME/limits.sqlite``; call ``Workflow.close()`` when
+    done (``Session`` does): it closes the limits store and the directory connection.
+    """
+    register_offline_models()
+    models = models or ModelConfig()
+    policy = policy or Policy.from_yaml(POLICY_PATH)
+    router, reasoning = models.router or ROUTER_ID, models.reasoning or REASONING_ID
+    return Workflow(
+        name="itdesk",
+        description=DESCRIPTION,
+        policy=policy,
+        tools=build_itdesk_tools(),
+        routes=ITDESK_ROUTES,
+        router_model=load_chat_model(router, base_url=models.base_url),
+        router_model_id=router,
+        model=load_chat_model(reasoning, base_url=models.base_url),
+        model_id=reasoning,
+        ledger=ledger,
+        resources=ItDeskResources(db=connect_world(world or world_path(home))),
+        requires_subject=True,
+        closings=CLOSINGS,
+        system_prompt=SYSTEM_PROMPT,
+        prompt_version=PROMPT_VERSION,
+        prices=models.prices,
+        principal=DEFAULT_PRINCIPAL,
+        limits=RuntimeLimits.open(policy, home.root / "limits.sqlite"),
+    )
+
+
+def _build(ctx: BuildContext) -> Workflow:
+    return itdesk_workflow(home=ctx.home, ledger=ctx.ledger, policy=ctx.policy, models=ctx.models)
+
+
+WORKFLOW = WorkflowSpec(
+    name="itdesk",
+    description=DESCRIPTION,
+    build=_build,
+    policy_path=POLICY_PATH,
+    scenarios=SCENARIOS,
+)
