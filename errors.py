@@ -133,7 +133,7 @@ class DecisionConflict(ApprovalError):
         self.offered = offered
         super().__init__(
             approval_id=approval_id,
-            reason=f"already decided ({recorded}); the decision sent now ({offered}) was not applied",
+            reason=f"already {recorded}; the decision sent now ({offered}) was not applied",
         )
 
 

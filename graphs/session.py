@@ -141,6 +141,11 @@ class Session:
             raise ApprovalError(approval_id=waiting[0].approval_id,
                                 reason=f"thread {thread_id} is waiting for this approval; decide it first")
         who = Subject(id=subject) if isinstance(subject, str) else subject
+        if who is None and self.workflow.requires_subject:
+            from tether.errors import WorkflowError
+
+            raise WorkflowError(workflow=self.workflow.name, reason="needs a subject (the party the run acts "
+                                "for): pass subject=... (tether run --subject ID)")
         return {"messages": [HumanMessage(content=text)], "subject": who}
 
     def run(self, text: str, *, thread_id: str, subject: Subject | str | None = None) -> RunResult:

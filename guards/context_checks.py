@@ -32,7 +32,7 @@ from tether.guards.policy_sections import ContextRule
 __all__ = ["ToolShape", "check_against_tools"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ToolShape:
     """What a workflow knows about one tool."""
 

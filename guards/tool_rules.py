@@ -27,7 +27,7 @@ ToolRule = ToolRuleSection
 _Add = Callable[[str, str, str], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class _Limit:
     value: float
     rule_id: str
@@ -36,10 +36,10 @@ class _Limit:
 def _limit(rule: ToolRule, spec: PolicyFile, key: str) -> _Limit | None:
     mine = getattr(rule, key)
     if mine is not None:
-        return _Limit(mine, f"tools.{{tool}}.{key}")
+        return _Limit(value=mine, rule_id=f"tools.{{tool}}.{key}")
     tier = (spec.tiers or {}).get(rule.risk) if rule.risk is not None else None
     theirs = getattr(tier, key) if tier is not None else None
-    return _Limit(theirs, f"tiers.{rule.risk}.{key}") if theirs is not None else None
+    return _Limit(value=theirs, rule_id=f"tiers.{rule.risk}.{key}") if theirs is not None else None
 
 
 def _flag(rule: ToolRule, spec: PolicyFile, key: str) -> str | None:
@@ -50,7 +50,7 @@ def _flag(rule: ToolRule, spec: PolicyFile, key: str) -> str | None:
     return f"tiers.{rule.risk}.{key}" if tier is not None and getattr(tier, key) else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ToolRuleResult:
     """The built-in rules that fired, and the allow that applies only when nothing fired."""
 
@@ -108,7 +108,7 @@ def tool_rule_result(a: ActionRequest, rule: ToolRule, spec: PolicyFile) -> Tool
             )
     if (appr := _flag(rule, spec, "require_approval")) is not None:
         add(appr, "require_approval", f"every '{a.tool}' call needs a human approval")
-    return ToolRuleResult(tuple(out), None) if out else ToolRuleResult((), _fallback(a, cap, over))
+    return ToolRuleResult(matches=tuple(out), fallback=None) if out else ToolRuleResult(matches=(), fallback=_fallback(a, cap, over))
 
 
 def _fallback(a: ActionRequest, cap: _Limit | None, over: _Limit | None) -> RuleMatch:

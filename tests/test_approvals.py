@@ -11,6 +11,7 @@ import pytest
 from tether.models import ModelConfig
 from tether.agents.support.desk import world_path, POLICY_PATH, SupportDesk
 from tether.config import Home
+from tether.errors import ApprovalError
 from tether.graphs.state import Approve, Edit
 from tether.guards.policy import Policy
 
@@ -50,7 +51,10 @@ def test_an_expired_approval_rejects_the_action(home: Home, tmp_path: Path) -> N
     with SupportDesk(home=home, policy=policy_with_ttl(tmp_path, 0.5), models=ModelConfig()) as desk:
         (req,) = desk.run(REFUND_40, customer_id="C-1042", thread_id="ttl").waiting_for
         time.sleep(1.0)
-        desk.decide(req.approval_id, Approve(approver="lead"))
+        assert [(p.approval.approval_id, p.state) for p in desk.pending()] == [(req.approval_id, "expired")]
+        with pytest.raises(ApprovalError, match="expired"):  # refused, nothing recorded
+            desk.decide(req.approval_id, Approve(approver="lead"))
+        assert desk.ledger.approval(req.approval_id).status == "pending"
         r = desk.resume("ttl")
         rejected = [e for e in desk.ledger.events("ttl") if e.event == "rejected"]
     assert refunds(home) == []
@@ -68,7 +72,7 @@ def test_an_approval_inside_its_ttl_executes(home: Home, tmp_path: Path) -> None
 
 def test_an_approval_bound_to_other_arguments_is_void(desk: SupportDesk, home: Home) -> None:
     (req,) = desk.run(REFUND_40, customer_id="C-1042", thread_id="bound").waiting_for
-    desk.decide(req.approval_id, Approve(approver="lead"))
+    desk.record(req.approval_id, Approve(approver="lead"))  # recorded, not yet applied
     # someone rewrites the stored request after the fact: the approval no longer matches
     with sqlite3.connect(home.ledger) as db:
         db.execute("UPDATE approvals SET args_hash='sha256:forged' WHERE approval_id=?", (req.approval_id,))
@@ -99,13 +103,13 @@ def test_an_edit_can_switch_to_another_offered_tool_under_its_own_rules(
 
 
 @pytest.mark.parametrize("tool", ["update_crm_record", "drop_database"])
-def test_an_edit_to_a_tool_not_offered_on_the_route_is_rejected(
+def test_an_edit_to_a_tool_not_offered_on_the_route_is_refused(
     desk: SupportDesk, home: Home, tool: str
 ) -> None:
     (req,) = desk.run(REFUND_40, customer_id="C-1042", thread_id=f"bad-{tool}").waiting_for
-    desk.decide(req.approval_id, Edit(approver="lead", tool=tool, args={"fields": {"phone": "1"}}))
-    desk.resume(f"bad-{tool}")
+    with pytest.raises(ApprovalError, match="not offered"):
+        desk.decide(req.approval_id, Edit(approver="lead", tool=tool, args={"fields": {"phone": "1"}}))
+    assert desk.ledger.approval(req.approval_id).status == "pending"
+    assert desk.waiting(f"bad-{tool}") == (req,)
     assert refunds(home) == []
-    assert any(
-        e.event == "rejected" and "not offered" in (e.error or "") for e in desk.ledger.events(f"bad-{tool}")
-    )
+    assert not [e for e in desk.ledger.events(f"bad-{tool}") if e.event in ("rejected", "edited")]

@@ -165,15 +165,17 @@ def test_edited_amount_is_rechecked_and_executed(pending: str, home: Home) -> No
     assert ran["result"]["amount_usd"] == 20.0
 
 
-def test_edited_amount_over_the_limit_is_denied_and_nothing_runs(pending: str, home: Home) -> None:
-    out = ok_json(tether(home.root, "approve", pending, "--edit", '{"amount_usd": 80}', "--json"))
-    assert out["status"] == "escalated"
+def test_edited_amount_over_the_limit_is_refused_and_the_approval_stays_pending(pending: str, home: Home) -> None:
+    proc = tether(home.root, "approve", pending, "--edit", '{"amount_usd": 80}', "--json")
+    assert proc.returncode == 1
+    err = json.loads(proc.stderr)  # errors under --json are JSON on stderr
+    assert err["error"] == "ApprovalError" and "tools.issue_refund.max_amount_usd" in err["message"]
     assert refunds(home.root) == []
     events = ok_json(tether(home.root, "ledger", "show", "T2", "--json"))
-    (edited,) = [e for e in events if e["event"] == "edited"]
-    assert edited["args"]["amount_usd"] == 80.0
-    assert (edited["decision"], edited["rule_id"]) == ("deny", "tools.issue_refund.max_amount_usd")
+    assert not [e for e in events if e["event"] in ("edited", "approved", "rejected")]
     assert executed(events) == []
+    (listed,) = ok_json(tether(home.root, "approvals", "list", "--json"))
+    assert listed["approval_id"] == pending and listed["state"] == "pending"
 
 
 @pytest.mark.parametrize("edit", ["not json", "[]"])
@@ -228,15 +230,24 @@ def test_policy_check_bad_file(tmp_path: Path) -> None:
 
 
 def test_bad_usage_exits_2(tmp_path: Path) -> None:
-    proc = tether(tmp_path, "run", "support", "hello")
+    proc = tether(tmp_path, "run", "support")
     assert proc.returncode == 2
-    assert "--customer" in proc.stderr
+    assert "text" in proc.stderr
+
+
+def test_a_workflow_that_needs_a_subject_refuses_a_run_without_one(tmp_path: Path) -> None:
+    proc = tether(tmp_path, "run", "support", "hello")
+    assert proc.returncode == 1
+    assert "needs a subject" in proc.stderr and "--subject" in proc.stderr
 
 
 @pytest.mark.slow
 def test_demo_plays_every_scenario(tmp_path: Path) -> None:
     proc = tether(tmp_path / "home", "demo")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    assert "8/8 scenarios" in proc.stdout
+    assert "tether demo: support" in proc.stdout and "tether demo: itdesk" in proc.stdout
+    played = proc.stdout.strip().splitlines()[-1]
+    done, total = played.split()[0].split("/")
+    assert done == total and int(total) >= 8
     assert "FAILED" not in proc.stdout + proc.stderr
     assert (tmp_path / "home" / "demo").is_dir()

@@ -10,7 +10,7 @@ from tether.evals import EVAL_SCHEMA_VERSION, EvalReport, run_eval
 
 
 def test_all_scenarios_pass_and_report_is_versioned(desk: SupportDesk) -> None:
-    report = run_eval(desk)
+    report = run_eval(desk, SCENARIOS)
     assert report.schema_version == EVAL_SCHEMA_VERSION
     assert [c.key for c in report.cases] == [s.key for s in SCENARIOS]
     assert report.pass_rate == 1.0, [c for c in report.cases if not c.ok]

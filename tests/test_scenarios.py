@@ -40,7 +40,7 @@ BY_KEY: dict[str, Scenario] = {s.key: s for s in SCENARIOS}
 
 def play(desk: SupportDesk, key: str, thread: str | None = None) -> RunResult:
     s = BY_KEY[key]
-    return desk.run(s.request, customer_id=s.customer, thread_id=thread or f"demo-{key}")
+    return desk.run(s.request, customer_id=s.subject, thread_id=thread or f"demo-{key}")
 
 
 def check_expect(desk: SupportDesk, key: str, r: RunResult, thread: str | None = None) -> None:

@@ -83,7 +83,7 @@ def test_studio_run_pauses_for_approval_and_resumes(server: tuple[str, Path]) ->
     request = {"role": "user", "content": "Please refund $40 for order O-20417, the kettle arrived damaged"}
     first = _post(
         f"{url}/threads/{thread}/runs/wait",
-        {"assistant_id": "support", "input": {"messages": [request], "customer_id": "C-1042"}},
+        {"assistant_id": "support", "input": {"messages": [request], "subject": {"id": "C-1042"}}},
     )
     (intr,) = first["__interrupt__"]
     assert intr["value"]["rule_id"] == "tools.issue_refund.require_approval_over_usd"
