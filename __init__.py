@@ -81,7 +81,75 @@ _EXPORTS: dict[str, str] = {
     "tool": "tether.tools.base",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "ActionRequest",
+    "Allow",
+    "Approval",
+    "ApprovalError",
+    "ApprovalRequest",
+    "Approve",
+    "Budgets",
+    "BuildContext",
+    "ConfigError",
+    "DecisionConflict",
+    "Deny",
+    "Edit",
+    "Escalate",
+    "Escalated",
+    "EscalationAction",
+    "Evidence",
+    "EvidenceSearch",
+    "HandOff",
+    "Home",
+    "HybridKnowledgeBase",
+    "InvalidDecision",
+    "KeywordRouter",
+    "KnowledgeBase",
+    "Ledger",
+    "LedgerRow",
+    "ModelConfig",
+    "ModelPrice",
+    "OfflineChatModel",
+    "PendingApproval",
+    "Policy",
+    "PolicyFileError",
+    "PredicateRegistry",
+    "PriorAction",
+    "Reject",
+    "RequireApproval",
+    "Resolved",
+    "Route",
+    "RunContext",
+    "RunResult",
+    "RuntimeLimits",
+    "Scenario",
+    "ScriptedChatModel",
+    "SecretResolver",
+    "Session",
+    "Subject",
+    "TetherError",
+    "ToolContext",
+    "ToolError",
+    "ToolSpec",
+    "ToolTraits",
+    "Toolset",
+    "VectorKnowledgeBase",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowSpec",
+    "__version__",
+    "executed",
+    "find_workflow",
+    "list_workflows",
+    "load_chat_model",
+    "open_checkpointer",
+    "policy_predicate",
+    "proposed_rules",
+    "register_model",
+    "register_workflow",
+    "studio_factory",
+    "tool",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -94,24 +162,69 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from tether.checkpoints.checkpointer import open_checkpointer
-    from tether.checkpoints.ledger import Approval, Ledger, LedgerRow
-    from tether.config import Home
-    from tether.errors import ApprovalError, ConfigError, DecisionConflict, InvalidDecision, PolicyFileError, TetherError, ToolError, WorkflowError
-    from tether.evals.scenarios import Scenario, executed, proposed_rules
-    from tether.graphs.base import Route
-    from tether.graphs.registry import BuildContext, WorkflowSpec, find_workflow, list_workflows, register_workflow
-    from tether.graphs.session import PendingApproval, RunResult, Session
-    from tether.graphs.studio import studio_factory
-    from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
-    from tether.graphs.workflow import Workflow
-    from tether.guards.budgets import Budgets
-    from tether.guards.context import PriorAction, RunContext, Subject
-    from tether.guards.decisions import Allow, Deny, Escalate, EscalationAction, RequireApproval
-    from tether.guards.policy import ActionRequest, Policy
-    from tether.guards.predicates import PredicateRegistry, policy_predicate
-    from tether.guards.ratelimit import RuntimeLimits
-    from tether.guards.secret_refs import SecretResolver
-    from tether.models import KeywordRouter, ModelConfig, ModelPrice, OfflineChatModel, ScriptedChatModel, load_chat_model, register_model
-    from tether.retrieval import Evidence, EvidenceSearch, HybridKnowledgeBase, KnowledgeBase, VectorKnowledgeBase
-    from tether.tools.base import HandOff, ToolContext, ToolSpec, ToolTraits, Toolset, tool
+    from tether.checkpoints.checkpointer import open_checkpointer as open_checkpointer
+    from tether.checkpoints.ledger import Approval as Approval
+    from tether.checkpoints.ledger import Ledger as Ledger
+    from tether.checkpoints.ledger import LedgerRow as LedgerRow
+    from tether.config import Home as Home
+    from tether.errors import ApprovalError as ApprovalError
+    from tether.errors import ConfigError as ConfigError
+    from tether.errors import DecisionConflict as DecisionConflict
+    from tether.errors import InvalidDecision as InvalidDecision
+    from tether.errors import PolicyFileError as PolicyFileError
+    from tether.errors import TetherError as TetherError
+    from tether.errors import ToolError as ToolError
+    from tether.errors import WorkflowError as WorkflowError
+    from tether.evals.scenarios import Scenario as Scenario
+    from tether.evals.scenarios import executed as executed
+    from tether.evals.scenarios import proposed_rules as proposed_rules
+    from tether.graphs.base import Route as Route
+    from tether.graphs.registry import BuildContext as BuildContext
+    from tether.graphs.registry import WorkflowSpec as WorkflowSpec
+    from tether.graphs.registry import find_workflow as find_workflow
+    from tether.graphs.registry import list_workflows as list_workflows
+    from tether.graphs.registry import register_workflow as register_workflow
+    from tether.graphs.session import PendingApproval as PendingApproval
+    from tether.graphs.session import RunResult as RunResult
+    from tether.graphs.session import Session as Session
+    from tether.graphs.state import ApprovalRequest as ApprovalRequest
+    from tether.graphs.state import Approve as Approve
+    from tether.graphs.state import Edit as Edit
+    from tether.graphs.state import Escalated as Escalated
+    from tether.graphs.state import Reject as Reject
+    from tether.graphs.state import Resolved as Resolved
+    from tether.graphs.studio import studio_factory as studio_factory
+    from tether.graphs.workflow import Workflow as Workflow
+    from tether.guards.budgets import Budgets as Budgets
+    from tether.guards.context import PriorAction as PriorAction
+    from tether.guards.context import RunContext as RunContext
+    from tether.guards.context import Subject as Subject
+    from tether.guards.decisions import Allow as Allow
+    from tether.guards.decisions import Deny as Deny
+    from tether.guards.decisions import Escalate as Escalate
+    from tether.guards.decisions import EscalationAction as EscalationAction
+    from tether.guards.decisions import RequireApproval as RequireApproval
+    from tether.guards.policy import ActionRequest as ActionRequest
+    from tether.guards.policy import Policy as Policy
+    from tether.guards.predicates import PredicateRegistry as PredicateRegistry
+    from tether.guards.predicates import policy_predicate as policy_predicate
+    from tether.guards.ratelimit import RuntimeLimits as RuntimeLimits
+    from tether.guards.secret_refs import SecretResolver as SecretResolver
+    from tether.models import KeywordRouter as KeywordRouter
+    from tether.models import ModelConfig as ModelConfig
+    from tether.models import ModelPrice as ModelPrice
+    from tether.models import OfflineChatModel as OfflineChatModel
+    from tether.models import ScriptedChatModel as ScriptedChatModel
+    from tether.models import load_chat_model as load_chat_model
+    from tether.models import register_model as register_model
+    from tether.retrieval import Evidence as Evidence
+    from tether.retrieval import EvidenceSearch as EvidenceSearch
+    from tether.retrieval import HybridKnowledgeBase as HybridKnowledgeBase
+    from tether.retrieval import KnowledgeBase as KnowledgeBase
+    from tether.retrieval import VectorKnowledgeBase as VectorKnowledgeBase
+    from tether.tools.base import HandOff as HandOff
+    from tether.tools.base import ToolContext as ToolContext
+    from tether.tools.base import Toolset as Toolset
+    from tether.tools.base import ToolSpec as ToolSpec
+    from tether.tools.base import ToolTraits as ToolTraits
+    from tether.tools.base import tool as tool

@@ -61,6 +61,7 @@ def _session(workflow: str, policy: str | None = None, principal: str | None = N
 
 def _thread_workflow(thread: str) -> str | None:
     """The workflow a thread was started with (recorded in its checkpoints)."""
+    import tether.graphs.state  # noqa: F401  (registers the state types the checkpoint holds)
     from tether.checkpoints.checkpointer import open_checkpointer
     from tether.config import Home
 
@@ -316,9 +317,9 @@ def cmd_policy_diff(args: argparse.Namespace) -> int:
     if args.replay:
         traits = _traits(args.workflow)
 
-        def describe(tool: str, a: Any, *, subject: str | None, principal: str | None,
+        def describe(tool: str, args: Any, *, subject: str | None, principal: str | None,
                      evidence: frozenset[str]) -> Any:
-            return describe_args(tool, a, traits=traits.get(tool), subject=subject, principal=principal,
+            return describe_args(tool, args, traits=traits.get(tool), subject=subject, principal=principal,
                                  evidence=evidence)
 
         count, flips = replay_ledger(args.replay, old, new, describe=describe)

@@ -19,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import uuid
-from datetime import UTC, datetime, timedelta
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 

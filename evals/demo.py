@@ -16,7 +16,7 @@ from typing import Any
 
 from tether.checkpoints.ledger import LedgerRow
 from tether.config import Home
-from tether.evals.scenarios import Played, Scenario, play
+from tether.evals.scenarios import Played, play
 from tether.graphs.registry import WorkflowSpec
 from tether.graphs.session import Session
 

@@ -71,7 +71,9 @@ class ActNode(GuardNodes):
                 props[i] = p.model_copy(update={"status": "skipped"})
                 replies.append(_reply(p, {"status": "not_executed", "reason": "the case was handed to a human"}))
                 continue
-            now: WorkflowState = {**state, "evidence": evidence, "moved_usd": moved}  # type: ignore[typeddict-item]
+            done_now = self._history(state, state.get("proposals", []), props, results)
+            now: WorkflowState = {**state, "evidence": evidence, "moved_usd": moved,  # type: ignore[typeddict-item]
+                                  "history": done_now}
             step = self._act_one(now, config, p)
             props[i] = step.proposal
             replies.append(step.reply)

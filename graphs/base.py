@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from tether.checkpoints.ledger import Ledger, LedgerEvent
 from tether.graphs.state import Halt, Proposal, WorkflowState
 from tether.guards.budgets import BudgetExceeded, Usage
-from tether.guards.context import RunContext
+from tether.guards.context import PriorAction, RunContext
 from tether.guards.decisions import EscalationAction
 from tether.guards.policy import ActionRequest, Policy
 from tether.guards.ratelimit import RuntimeLimits
@@ -58,6 +58,9 @@ class NodeBase:
     ledger: Ledger
     system_prompt: str
     description: str = ""
+    origin: str | None = None
+    """How another process finds this workflow again (a registered name or ``module:attribute``);
+    recorded with its approvals and checkpoints. Default: ``name``."""
     resources: Any = None
     """Handed to every tool as ``ToolContext.resources`` (connections, clients, indexes)."""
     requires_subject: bool = False
@@ -77,6 +80,11 @@ class NodeBase:
     """Rate limits and circuit breakers checked at act time (persisted; see ``guards.ratelimit``)."""
     secrets: SecretResolver | None = None
     """Resolves tool credentials by reference; every resolved value is redacted from the ledger."""
+
+    @property
+    def ref(self) -> str:
+        """The name another process opens this workflow by."""
+        return self.origin or self.name
 
     @property
     def route_map(self) -> dict[str, Route]:
@@ -123,14 +131,20 @@ class NodeBase:
             )
         )
 
-    def _context(self, state: WorkflowState, config: RunnableConfig) -> RunContext:
+    def _context(
+        self, state: WorkflowState, config: RunnableConfig, admitted: Sequence[Proposal] = ()
+    ) -> RunContext:
         agent, roles = self._agent(config, state)
+        pending = tuple(
+            PriorAction(tool=p.tool, args=p.args, status="admitted", records=self._records_of(p))
+            for p in admitted
+        )
         return RunContext(
             request=state.get("request", ""),
             principal=agent,
             roles=roles,
             subject=state.get("subject"),
-            actions=tuple(state.get("history", [])),
+            actions=(*state.get("history", []), *pending),
             evidence=frozenset(e.evidence_id for e in state.get("evidence", [])),
         )
 
@@ -151,7 +165,16 @@ class NodeBase:
                 value = p.args.get(spec.amount_arg)
                 if p.tool == spec.name and isinstance(value, int | float) and not isinstance(value, bool):
                     total += float(value)
-        return spec.describe(parsed, self._context(state, config), run_total_usd=total)
+        return spec.describe(parsed, self._context(state, config, admitted), run_total_usd=total)
+
+    def _records_of(self, p: Proposal) -> tuple[str, ...]:
+        """Record ids a proposal touches (its tool's ``record_arg``)."""
+        spec = self.tools.get(p.tool)
+        arg = spec.traits.record_arg if spec else None
+        value = p.args.get(arg) if arg else None
+        if value is None:
+            return ()
+        return tuple(str(v) for v in value) if isinstance(value, list) else (str(value),)
 
     def _ctx(self, state: WorkflowState, config: RunnableConfig, p: Proposal) -> ToolContext[Any]:
         return ToolContext(

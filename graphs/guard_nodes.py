@@ -140,17 +140,9 @@ class GuardNodes(NodeBase):
             approver=p.approver,
         )
 
-    def _records(self, p: Proposal) -> tuple[str, ...]:
-        spec = self.tools.get(p.tool)
-        arg = spec.traits.record_arg if spec else None
-        value = p.args.get(arg) if arg else None
-        if value is None:
-            return ()
-        return tuple(str(v) for v in value) if isinstance(value, list) else (str(value),)
-
     def _history(self, state: WorkflowState, before: Sequence[Proposal], after: Sequence[Proposal],
                  results: Mapping[str, Any] | None = None) -> list[PriorAction]:
-        records = {p.action_id: self._records(p) for p in after}
+        records = {p.action_id: self._records_of(p) for p in after}
         closed = closed_actions(before, after, results=results, records=records)
         return [*state.get("history", []), *closed]
 
@@ -265,7 +257,7 @@ class GuardNodes(NodeBase):
             thread_id=self._thread(config), run_id=state.get("run_id", "?"), tool_call_id=p.action_id,
             tool=p.tool, args=p.args, preview=preview, rule_id=decision.rule_id, reason=decision.reason,
             policy_version=self.policy.version, subject_id=subject.id if subject else None,
-            ttl_seconds=self.policy.spec.agent.approval_ttl_seconds, workflow=self.name,
+            ttl_seconds=self.policy.spec.agent.approval_ttl_seconds, workflow=self.ref,
         )
         facts = self._facts(config, p, spec)
         self._event(state, config, event="approval_requested", step=step, args=p.args,

@@ -16,12 +16,12 @@ from tether.graphs.state import Approve, Edit, HumanDecision, Reject, checkpoint
 __all__ = [
     "DECISION_SHAPES",
     "DECISION_STATUS",
-    "route_tool",
     "action_id",
     "checkpoint_safe",
     "dumps",
     "jsonable",
     "parse_decision",
+    "route_tool",
     "tool_reply",
 ]
 

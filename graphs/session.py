@@ -13,6 +13,7 @@ recorded; a different decision for an approval already decided raises ``Decision
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -109,6 +110,8 @@ class Session:
                                models=models or ModelConfig.from_env())
             wf = spec.build(ctx)
             stack.callback(wf.close)
+            if isinstance(workflow, str) and workflow != wf.name:  # found as module:attribute
+                wf = dataclasses.replace(wf, origin=workflow)
             saver = stack.enter_context(open_checkpointer(home.checkpoint_url))
             session = cls(workflow=wf, checkpointer=saver, principal=principal, roles=roles)
             session.home = home
@@ -130,7 +133,7 @@ class Session:
 
     def config(self, thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id, **self._identity},
-                "metadata": {"tether_workflow": self.workflow.name},
+                "metadata": {"tether_workflow": self.workflow.ref},
                 "recursion_limit": self._recursion_limit}
 
     # ------------------------------------------------------------------ running
@@ -177,7 +180,7 @@ class Session:
         """Approvals of this workflow (undecided ones unless ``everything``), expired ones marked."""
         rows = self.ledger.approvals(status=None if everything else "pending", thread_id=thread_id)
         return [PendingApproval(approval=a, state="expired" if a.status == "pending" and a.expired()
-                                else a.status) for a in rows if a.workflow in (None, self.workflow.name)]
+                                else a.status) for a in rows if a.workflow in (None, self.workflow.name, self.workflow.ref)]
 
     def check(self, approval_id: str, decision: Decision) -> Approval:
         """Everything ``decide`` verifies, without recording: raises ``ApprovalError`` if it cannot apply."""
@@ -188,7 +191,7 @@ class Session:
                 raise DecisionConflict(approval_id=approval_id, recorded=f"{appr.status} by {appr.decided_by}",
                                        offered=f"{decision.kind} by {decision.approver}")
             raise ApprovalError(approval_id=approval_id, reason=f"already {appr.status} by {appr.decided_by}")
-        if appr.workflow not in (None, self.workflow.name):
+        if appr.workflow not in (None, self.workflow.name, self.workflow.ref):
             raise ApprovalError(approval_id=approval_id, reason=f"belongs to workflow {appr.workflow!r}, "
                                 f"not {self.workflow.name!r}; decide it with that workflow")
         if appr.expired():

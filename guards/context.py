@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 __all__ = ["ActionStatus", "PriorAction", "RunContext", "Subject", "field_values"]
 
-ActionStatus = Literal["invalid", "denied", "rejected", "executed", "failed", "skipped"]
+ActionStatus = Literal["invalid", "denied", "rejected", "executed", "failed", "skipped", "admitted"]
+"""Final statuses, plus ``admitted``: allowed (or awaiting approval) earlier in the same model
+message, not yet run. Limits count admitted calls, so parallel calls cannot slip past them."""
 
 
 class _Frozen(BaseModel):
@@ -60,7 +62,7 @@ class RunContext(_Frozen):
     roles: tuple[str, ...] = ()
     subject: Subject | None = None
     actions: tuple[PriorAction, ...] = ()
-    """Earlier actions of this run, in order."""
+    """Earlier actions of this run, in order (admitted calls of the same message last)."""
     evidence: frozenset[str] = frozenset()
     """Evidence ids retrieved so far in this run."""
 

@@ -12,8 +12,8 @@ id ``tools.<t>.context.<id>``. The kinds:
   ``in``. Results that are lists, or paths that share a list prefix (``items.id`` and
   ``items.status``), are matched record by record; the latest read wins;
 - ``max_per_record: N``: at most N successful calls of this tool per record
-  (``ActionRequest.records`` against ``PriorAction.records``) in the run. A call without
-  records is not counted.
+  (``ActionRequest.records`` against ``PriorAction.records``) in the run; calls admitted
+  earlier in the same model message count too. A call without records is not counted.
 
 Provenance sources for ``from:``: ``request`` (the value appears in the user's request,
 case-insensitively and as a whole token: ``P-1`` does not come from ``P-12``), ``subject``
@@ -217,7 +217,11 @@ def _read(rule: ContextRule, tool: str, action: ActionRequest) -> str | None:
 
 def _per_record(tool: str, limit: int, action: ActionRequest) -> str | None:
     for record in dict.fromkeys(action.records):
-        done = sum(1 for p in action.context.actions if p.tool == tool and p.ok and record in p.records)
+        done = sum(
+            1
+            for p in action.context.actions
+            if p.tool == tool and (p.ok or p.status == "admitted") and record in p.records
+        )
         if done >= limit:
             return (
                 f"'{tool}' already succeeded {done} time(s) for record {record} in this run; "

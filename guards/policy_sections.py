@@ -251,8 +251,8 @@ class RateLimitSection(_Strict):
 
     max_calls: int = Field(ge=1)
     per_seconds: float = Field(gt=0)
-    per: Literal["principal", "customer", "tool"] = "principal"
-    """Count per agent principal, per end customer, or for the tool as a whole."""
+    per: Literal["principal", "subject", "customer", "tool"] = "principal"
+    """Count per agent principal, per subject (``customer`` is the same), or for the tool."""
 
     @model_validator(mode="before")
     @classmethod

@@ -81,7 +81,8 @@ class RateLimiter:
         if rule is None or rule.rate_limit is None:
             return None
         per = rule.rate_limit.per
-        who = {"principal": action.principal, "customer": action.subject_id, "tool": "*"}[per]
+        who = {"principal": action.principal, "subject": action.subject_id, "customer": action.subject_id,
+               "tool": "*"}[per]
         return f"{action.tool}|{per}|{who or '-'}"
 
     def check_and_reserve(self, action: ActionRequest) -> Allow | Deny | None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tether.models import ModelConfig
 from tether.agents.support.desk import SupportDesk
 from tether.config import Home
+from tether.models import ModelConfig
 
 # test modules share tests/helpers.py (tests/ is not a package: import-mode=importlib)
 sys.path.insert(0, str(Path(__file__).resolve().parent))

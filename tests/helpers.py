@@ -21,14 +21,14 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from pydantic import Field
 
-from tether.models import ModelConfig, ScriptedChatModel
-from tether.agents.support.desk import POLICY_PATH, support_workflow, world_path
+from tether.agents.support.desk import POLICY_PATH, support_workflow
 from tether.checkpoints.checkpointer import serializer
 from tether.checkpoints.ledger import Ledger, LedgerRow
 from tether.config import Home
 from tether.graphs.state import ApprovalRequest
 from tether.graphs.workflow import Workflow
 from tether.guards.policy import Policy
+from tether.models import ModelConfig, ScriptedChatModel
 
 CUSTOMER = "C-1042"
 OTHER_CUSTOMER = "C-1043"

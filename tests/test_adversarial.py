@@ -40,8 +40,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from tether.agents.support.models import support_router
 from tether.agents.support.desk import world_path
+from tether.agents.support.models import support_router
 from tether.agents.support.world import ensure_world
 from tether.checkpoints.ledger import Ledger, LedgerRow
 from tether.config import Home
@@ -355,8 +355,8 @@ class Arena:
 
     def __init__(self, root: Path) -> None:
         self.home = Home(root=root).ensure()
-        self.world_path(home).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(TEMPLATE, self.world_path(home))
+        world_path(self.home).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(TEMPLATE, world_path(self.home))
         self.ledger = Ledger.open(self.home.ledger_url)
         self.saver = memory_saver()
         self.variants: dict[bool, tuple[Workflow, Any]] = {}
@@ -364,7 +364,7 @@ class Arena:
             policy = make_policy(agent={"max_tool_error_retries": 50}) if lenient else make_policy()
             wf = build_workflow(self.home, self.ledger, policy=policy, script=[])
             self.variants[lenient] = (wf, wf.compile(checkpointer=self.saver))
-        self.reset_db = sqlite3.connect(self.world_path(home), isolation_level=None, timeout=30)
+        self.reset_db = sqlite3.connect(world_path(self.home), isolation_level=None, timeout=30)
         self.reset_db.execute("ATTACH DATABASE ? AS tpl", (str(TEMPLATE),))
         self.n = 0
 
@@ -391,7 +391,7 @@ class Arena:
         assert isinstance(model, RecordingModel)
         script = build_script(spec)
         model.script = script
-        model.position = [0]
+        model.calls = [0]
         model.seen.clear()
         model.offered.clear()
         start(app, spec.request, thread)
@@ -404,7 +404,7 @@ class Arena:
         STATS["runs"] += 1
         STATS["approvals answered"] += decided
         try:
-            check_run(self, thread, spec, script[: model.position[0]], state(app, thread))
+            check_run(self, thread, spec, script[: model.calls[0]], state(app, thread))
         finally:
             self.saver.delete_thread(thread)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tether.models import ModelConfig
-from tether.agents.support.desk import world_path, POLICY_PATH, SupportDesk
+from tether.agents.support.desk import POLICY_PATH, SupportDesk, world_path
 from tether.config import Home
 from tether.errors import ApprovalError
 from tether.graphs.state import Approve, Edit
 from tether.guards.policy import Policy
+from tether.models import ModelConfig
 
 REFUND_40 = "Please refund $40 for order O-20417, the kettle arrived damaged"
 

@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 
-from tether.models import ModelConfig
-from tether.agents.support.desk import world_path, SupportDesk, open_knowledge_base
+from tether.agents.support.desk import SupportDesk, open_knowledge_base, world_path
 from tether.config import Home
 from tether.errors import ConfigError
+from tether.models import ModelConfig
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from tether.models import ModelConfig
-from tether.agents.support.desk import world_path, POLICY_PATH, SupportDesk
+from tether.agents.support.desk import POLICY_PATH, SupportDesk, world_path
 from tether.config import Home
 from tether.guards.policy import Policy
+from tether.models import ModelConfig
 
 REFUND_18 = "I need a refund of $18 for the damaged kettle in order O-20417"
 BASE = POLICY_PATH.read_text()

@@ -20,9 +20,9 @@ from langchain_openai.chat_models.base import _convert_dict_to_message
 
 from tether.agents.support.desk import SupportDesk
 from tether.agents.support.models import OfflineSupportModel, register_offline_models, support_router
-from tether.models import ModelConfig, load_chat_model, price_for
 from tether.config import Home
 from tether.errors import ConfigError
+from tether.models import ModelConfig, load_chat_model, price_for
 
 REFUND_18 = "I need a refund of $18 for the damaged kettle in order O-20417"
 

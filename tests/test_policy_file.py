@@ -19,7 +19,6 @@ from tether.agents.support.tools import build_support_tools
 from tether.errors import PolicyFileError
 from tether.guards import ActionRequest, Allow, Deny, Escalate, EscalationAction, Policy, RequireApproval
 from tether.guards.decisions import RuleMatch, combine
-from tether.retrieval.knowledge import KnowledgeBase
 
 ARTICLE = Path(__file__).parent / "fixtures" / "article-agent-policy.yaml"
 SUPPORT = Path(str(files("tether.agents.support") / "agent-policy.yaml"))

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from langgraph.types import Command
 
-from tether.models import ModelConfig
 from tether.agents.support.demo import SCENARIOS, Scenario
-from tether.agents.support.desk import world_path, RunResult, SupportDesk
+from tether.agents.support.desk import RunResult, SupportDesk, world_path
 from tether.config import Home
 from tether.errors import ApprovalError
 from tether.graphs.state import ApprovalRequest, Approve, Escalated, Memory, Resolved
 from tether.graphs.workflow import MEMORY_WINDOW
 from tether.guards.decisions import EscalationAction
+from tether.models import ModelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from tether.agents.support.tools import SQL_TEMPLATES, SupportResources, build_support_tools
-from tether.guards.context import RunContext, Subject
 from tether.agents.support.world import AS_OF, WORLD_SEED, connect_world
 from tether.errors import ToolError
+from tether.guards.context import RunContext, Subject
 from tether.guards.policy import Policy
 from tether.retrieval.knowledge import KnowledgeBase
 from tether.tools.base import ArgumentProblem, ToolContext, Toolset

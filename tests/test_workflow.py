@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 
-from tether.models import ModelConfig
-from tether.agents.support.desk import world_path, SupportDesk
+from tether.agents.support.desk import SupportDesk, world_path
 from tether.checkpoints.checkpointer import open_checkpointer
 from tether.checkpoints.ledger import Ledger
 from tether.config import Home
@@ -24,6 +23,7 @@ from tether.errors import ApprovalError
 from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
 from tether.guards.decisions import EscalationAction
 from tether.guards.policy import Policy
+from tether.models import ModelConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import (
