@@ -51,7 +51,7 @@ _EXPORTS: dict[str, str] = {
     "Resolved": "tether.graphs.state",
     "Route": "tether.graphs.base",
     "RunContext": "tether.guards.context",
-    "Scenario": "tether.evals.scenarios",
+    "Scenario": "tether.graphs.registry",
     "RunResult": "tether.graphs.session",
     "RuntimeLimits": "tether.guards.ratelimit",
     "ScriptedChatModel": "tether.models",
@@ -175,11 +175,11 @@ if TYPE_CHECKING:
     from tether.errors import TetherError as TetherError
     from tether.errors import ToolError as ToolError
     from tether.errors import WorkflowError as WorkflowError
-    from tether.evals.scenarios import Scenario as Scenario
     from tether.evals.scenarios import executed as executed
     from tether.evals.scenarios import proposed_rules as proposed_rules
     from tether.graphs.base import Route as Route
     from tether.graphs.registry import BuildContext as BuildContext
+    from tether.graphs.registry import Scenario as Scenario
     from tether.graphs.registry import WorkflowSpec as WorkflowSpec
     from tether.graphs.registry import find_workflow as find_workflow
     from tether.graphs.registry import list_workflows as list_workflows

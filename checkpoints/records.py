@@ -121,7 +121,7 @@ class LedgerRow(LedgerEvent):
 class Approval(BaseModel):
     """A pending or decided approval request."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     approval_id: str
     thread_id: str

@@ -12,36 +12,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tether.checkpoints.ledger import LedgerRow
+from tether.graphs.registry import Scenario
 from tether.graphs.session import RunResult, Session
 from tether.graphs.state import Approve, Edit, Reject
 
 __all__ = ["Played", "Scenario", "executed", "play", "proposed_rules"]
-
-Check = Callable[[RunResult, list[LedgerRow]], "str | None"]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Scenario:
-    """One documented behaviour of a workflow."""
-
-    key: str
-    title: str
-    request: str | Sequence[str]
-    """The user's text; several requests play one after another on the same thread."""
-    expect: Check
-    """Returns ``None`` when the outcome is as documented, else what went wrong."""
-    subject: str | None = None
-    principal: str | None = None
-    roles: tuple[str, ...] = ()
-    decisions: tuple[Approve | Reject | Edit, ...] = ()
-    """The decision to give at each approval, in order; a pause with none left stays paused."""
-    in_new_process: bool = False
-    """Give the decisions with the ``tether`` command line in a new process."""
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Played:

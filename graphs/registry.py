@@ -14,25 +14,24 @@ value is a ``WorkflowSpec`` (or a function returning one)::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tether.checkpoints.ledger import Ledger
 from tether.config import Home
 from tether.errors import WorkflowError
+from tether.graphs.state import Approve, Edit, Reject
 from tether.graphs.workflow import Workflow
 from tether.guards.policy import Policy
 from tether.models import ModelConfig
 
-if TYPE_CHECKING:
-    from tether.evals.scenarios import Scenario
-
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BuildContext",
+    "Scenario",
     "WorkflowSpec",
     "find_workflow",
     "list_workflows",
@@ -40,6 +39,31 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "tether.workflows"
+
+
+Check = Callable[[Any, list[Any]], "str | None"]
+"""``(RunResult, ledger rows) -> None`` when as documented, else what went wrong."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Scenario:
+    """One documented behaviour of a workflow."""
+
+    key: str
+    title: str
+    request: str | Sequence[str]
+    """The user's text; several requests play one after another on the same thread."""
+    expect: Check
+    """Returns ``None`` when the outcome is as documented, else what went wrong."""
+    subject: str | None = None
+    principal: str | None = None
+    roles: tuple[str, ...] = ()
+    decisions: tuple[Approve | Reject | Edit, ...] = ()
+    """The decision to give at each approval, in order; a pause with none left stays paused."""
+    in_new_process: bool = False
+    """Give the decisions with the ``tether`` command line in a new process."""
+
+
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -20,7 +20,7 @@ BudgetName = Literal["max_wall_clock_seconds", "max_tool_calls", "max_model_spen
 class BudgetExceeded(BaseModel):
     """A budget would be exceeded by the next step. The step did not happen."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     budget: BudgetName
     """Which limit."""
@@ -44,7 +44,7 @@ class BudgetExceeded(BaseModel):
 class Usage(BaseModel):
     """What a run has consumed so far."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     tool_calls: int = 0
     """Tool calls admitted past the policy check (executed or in flight)."""
@@ -73,7 +73,7 @@ class Usage(BaseModel):
 class Budgets(BaseModel):
     """Limits for one run (one user request)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_wall_clock_seconds: float
     max_tool_calls: int

@@ -65,7 +65,7 @@ class ActionRequest(BaseModel):
     never from free text: the principal comes from the run configuration.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     tool: str
     amount_usd: float | None = None

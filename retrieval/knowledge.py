@@ -21,7 +21,7 @@ __all__ = ["Evidence", "KnowledgeBase", "Passage", "read_passages"]
 class Passage(BaseModel):
     """One paragraph of one document version."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     evidence_id: str
     doc_id: str
@@ -33,7 +33,7 @@ class Passage(BaseModel):
 class Evidence(BaseModel):
     """A retrieved passage with its score: what a citation points to."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     evidence_id: str
     doc_id: str

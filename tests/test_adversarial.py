@@ -655,6 +655,9 @@ def _c(name: str, **args: Any) -> tuple[str, str, Any]:
 OTHER = SAMPLE_OTHER_ORDERS[0]
 REFUND_REQ = "I need a refund for the damaged kettle in order O-20417"
 CORPUS: dict[str, Spec] = {
+    "garbage decisions, then a rejection": Spec(
+        request=REFUND_REQ, decisions=(("raw", "yes"), ("raw", {"kind": "approve"}), "reject"),
+        turns=((SEARCH_FIRST,), (_r(amount=40),))),
     "refund flood past the budget": Spec(
         request=REFUND_REQ, decisions=("approve",),
         turns=((SEARCH_FIRST,), *[(_r(amount=50), _r("O-20388", 50), _r("O-20431", 18), _r("O-20455", 28))] * 11)),

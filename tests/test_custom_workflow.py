@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict
 
 from tether import (
     Approve,
-    Home,
     KeywordRouter,
     Ledger,
     Policy,

@@ -248,14 +248,19 @@ def test_lookup(tmp_path: Path) -> None:
 
 
 def test_a_run_needs_a_subject(tmp_path: Path) -> None:
+    from tether import WorkflowError
+
     with Session.open(WORKFLOW, home=Home(root=tmp_path), principal="helpdesk") as session:
-        r = session.run("Please reset my MFA", thread_id="t")
-    assert r.status == "escalated" and getattr(r.outcome, "rule_id", None) == "input.required"
+        with pytest.raises(WorkflowError, match="needs a subject"):
+            session.run("Please reset my MFA", thread_id="t")
+        # a graph driven directly (as in Studio) stops at once, before any model call
+        out = session.app.invoke({"messages": [("user", "Please reset my MFA")]}, session.config("t2"))
+    assert out["outcome"].kind == "escalated" and out["outcome"].rule_id == "input.required"
 
 
-def test_parallel_resets_are_refused_by_the_tool(tmp_path: Path) -> None:
-    """Two resets in one model message both pass ``max_per_record`` (it counts executed calls
-    only); the tool's own once-per-run check refuses the second."""
+def test_parallel_resets_cannot_pass_the_per_person_limit(tmp_path: Path) -> None:
+    """Two resets in one model message: ``max_per_record`` counts the first, admitted in the
+    same message, so the policy refuses the second before anything runs."""
     def call(name: str, args: dict[str, Any], n: int) -> dict[str, Any]:
         return {"name": name, "args": args, "id": f"c{n}", "type": "tool_call"}
 
@@ -279,7 +284,8 @@ def test_parallel_resets_are_refused_by_the_tool(tmp_path: Path) -> None:
         finally:
             wf.close()
     assert len(executed(rows, "reset_mfa")) == 1
-    assert [r.error[:15] for r in rows if r.event == "failed" and r.error] == ["[already_reset]"]
+    decided = [(r.tool_call_id, r.decision, r.rule_id) for r in rows if r.event == "proposed" and r.tool == "reset_mfa"]
+    assert decided[1] == ("c3", "deny", "tools.reset_mfa.context.once_per_person")
     assert len(changed(before, snapshot(home))["changes"][0]) == 1
 
 

@@ -22,7 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NOT_PACKAGE = {"tests", "notebooks", "bench", "build", "dist", ".venv", "__pycache__"}
 EXPECTED_FOLDERS = {
-    "agents", "agents/support", "checkpoints", "evals", "graphs", "guards",
+    "agents", "agents/support", "agents/itdesk", "checkpoints", "evals", "graphs", "guards",
     "retrieval", "tools",
 }
 TOP_LEVEL_LEAKS = ("agents", "tools", "evals", "tests", "notebooks", "guards", "graphs",
@@ -50,6 +50,7 @@ def package_data() -> set[str]:
     files = {"py.typed"}
     files |= {f"agents/support/{p.name}" for p in support.glob("*.yaml")}
     files |= {f"agents/support/kb/{p.name}" for p in (support / "kb").glob("*.md")}
+    files |= {f"agents/itdesk/{p.name}" for p in (REPO / "agents" / "itdesk").glob("*.yaml")}
     return files
 
 

@@ -174,7 +174,7 @@ class HandOff:
 class ArgumentProblem(BaseModel):
     """Why the model's arguments were refused before any policy check. The model sees this."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     tool: str
     code: Literal["unknown_tool", "invalid_arguments"]
