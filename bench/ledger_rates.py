@@ -44,7 +44,7 @@ def event(i: int) -> LedgerEvent:
                        policy_version="sha256:bench", evidence=("KB-REFUND@v3#p1",),
                        result={"refund_id": f"R-{i}", "amount_usd": 18.0},
                        model_id="offline:support-v1", principal="tether-agent",
-                       customer_id="C-1042", spend_usd=0.001 * i, idempotency_key=f"T:{i}")
+                       subject_id="C-1042", spend_usd=0.001 * i, idempotency_key=f"T:{i}")
 
 
 @contextmanager

@@ -26,14 +26,16 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 
-from tether.agents.models import ModelConfig, OfflineRouter, OfflineSupportModel
 from tether.agents.support.desk import KB_DIR, SUPPORT_ROUTES, support_workflow
-from tether.agents.support.tools import build_support_tools
+from tether.agents.support.models import OfflineSupportModel, support_router
+from tether.agents.support.tools import SupportResources, build_support_tools
 from tether.agents.support.world import connect_world
 from tether.checkpoints.checkpointer import open_checkpointer, serializer
 from tether.checkpoints.ledger import Ledger
 from tether.config import Home
 from tether.retrieval.knowledge import KnowledgeBase
+from tether.guards.context import Subject
+from tether.models import ModelConfig
 from tether.tools.base import ToolContext
 
 REQUESTS = [
@@ -50,15 +52,17 @@ class BareState(TypedDict):
 
 
 def bare_graph(db: Any) -> Any:
-    tools = build_support_tools(KnowledgeBase.from_dir(KB_DIR))
-    router, model = OfflineRouter(), OfflineSupportModel()
+    tools = build_support_tools()
+    resources = SupportResources(db=db, kb=KnowledgeBase.from_dir(KB_DIR))
+    routes = {r.name: r.tools for r in SUPPORT_ROUTES}
+    router, model = support_router(), OfflineSupportModel()
 
     def route(state: BareState) -> dict[str, Any]:
         msg = router.invoke(state["messages"][-1:])
         return {"route": msg.tool_calls[0]["args"]["route"]}
 
     def think(state: BareState) -> dict[str, Any]:
-        offered = [tools.get(n) for n in SUPPORT_ROUTES[state["route"]]]
+        offered = [tools.get(n) for n in routes[state["route"]]]
         bound = model.bind_tools([t.openai_schema() for t in offered if t])
         return {"messages": [bound.invoke([SystemMessage(f"route: {state['route']}"), *state["messages"]])]}
 
@@ -68,12 +72,12 @@ def bare_graph(db: Any) -> Any:
             spec = tools.get(tc["name"])
             assert spec is not None
             ctx = ToolContext(
-                customer_id="C-1042",
+                subject=Subject(id="C-1042"),
                 thread_id="b",
                 run_id="b",
                 tool_call_id=tc["id"],
                 idempotency_key=f"bare:{time.perf_counter_ns()}",
-                db=db,
+                resources=resources,
             )
             try:
                 res = {
@@ -123,7 +127,7 @@ def main() -> None:
         return {"messages": [HumanMessage(text)]}
 
     def start_tether(text: str) -> dict[str, Any]:
-        return {"messages": [HumanMessage(text)], "customer_id": "C-1042"}
+        return {"messages": [HumanMessage(text)], "subject": {"id": "C-1042"}}
 
     measure(bare, 8, start_bare)  # warm-up imports and caches on both sides
     with Ledger.open(home.ledger_url) as ledger:

@@ -251,3 +251,15 @@ def test_demo_plays_every_scenario(tmp_path: Path) -> None:
     assert done == total and int(total) >= 8
     assert "FAILED" not in proc.stdout + proc.stderr
     assert (tmp_path / "home" / "demo").is_dir()
+
+
+@pytest.mark.parametrize("argv", [["workflows"], ["policy", "check", str(ARTICLE)], ["demo", "support", "--json"]])
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path, argv: list[str]) -> None:
+    """``tether ... | head``: the reader is gone before tether writes; tether exits quietly."""
+    import shlex
+
+    env = {**os.environ, "TETHER_HOME": str(tmp_path)}
+    line = " ".join(shlex.quote(a) for a in [*CMD, *argv]) + " | true"
+    proc = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
