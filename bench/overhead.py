@@ -33,9 +33,9 @@ from tether.agents.support.world import connect_world
 from tether.checkpoints.checkpointer import open_checkpointer, serializer
 from tether.checkpoints.ledger import Ledger
 from tether.config import Home
-from tether.retrieval.knowledge import KnowledgeBase
 from tether.guards.context import Subject
 from tether.models import ModelConfig
+from tether.retrieval.knowledge import KnowledgeBase
 from tether.tools.base import ToolContext
 
 REQUESTS = [
