@@ -72,6 +72,12 @@ class Workflow(ActNode):
                 known = ", ".join(self.tools.names())
                 raise WorkflowError(workflow=self.name,
                                     reason=f"route {route.name!r} offers unknown tools {unknown}; tools: {known}")
+        for role, model in (("router_model", self.router_model), ("model", self.model)):
+            try:
+                model.bind_tools([])
+            except NotImplementedError:
+                raise WorkflowError(workflow=self.name, reason=f"{role} {type(model).__name__} cannot call tools "
+                                    "(no bind_tools); offline, use tether.ScriptedChatModel or KeywordRouter") from None
         for role, model_id in (("router_model_id", self.router_model_id), ("model_id", self.model_id)):
             try:
                 price_for(model_id, self.prices)  # fail at build time, not mid-run

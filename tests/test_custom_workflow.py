@@ -192,3 +192,16 @@ def test_an_unpriced_model_is_refused_naming_the_field(tmp_path: Path) -> None:
             model=ScriptedChatModel(script=[]), model_id="acme:unpriced",
             ledger=Ledger.open(tmp_path / "l.sqlite"), system_prompt="x",
         )
+
+
+def test_a_chat_model_that_cannot_call_tools_is_refused_at_build_time(tmp_path: Path) -> None:
+    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+
+    with pytest.raises(WorkflowError, match="ScriptedChatModel"):
+        Workflow(
+            name="tickets", policy=Policy.from_text(POLICY), tools=Toolset(tools=[read_ticket, close_ticket]),
+            routes=(Route(name="t", description="t", tools=("read_ticket",)),),
+            router_model=KeywordRouter(keywords={}), router_model_id="offline:keyword-router",
+            model=FakeMessagesListChatModel(responses=[AIMessage(content="hi")]), model_id="offline:scripted",
+            ledger=Ledger.open(tmp_path / "l.sqlite"), system_prompt="x",
+        )
