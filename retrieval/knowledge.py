@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import yaml
-from llama_index.core.schema import BaseNode, TextNode
-from llama_index.retrievers.bm25 import BM25Retriever
 from pydantic import BaseModel, ConfigDict
 
 __all__ = ["Evidence", "KnowledgeBase", "Passage", "read_passages"]
@@ -78,11 +77,20 @@ class KnowledgeBase:
         self._passages = {p.evidence_id: p for p in passages}
         if not self._passages:
             raise ValueError("a knowledge base needs at least one passage")
-        nodes: list[BaseNode] = [
-            TextNode(id_=p.evidence_id, text=f"{p.title}. {p.text}") for p in self._passages.values()
-        ]
-        # Rank every passage so ``top_k`` above 3 is honoured (the slice in ``search`` picks the head).
-        self._retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes))
+        self._retriever: Any = None
+
+    def _bm25(self) -> Any:
+        """The LlamaIndex BM25 retriever, built on the first search (importing it is slow)."""
+        if self._retriever is None:
+            from llama_index.core.schema import BaseNode, TextNode
+            from llama_index.retrievers.bm25 import BM25Retriever
+
+            nodes: list[BaseNode] = [
+                TextNode(id_=p.evidence_id, text=f"{p.title}. {p.text}") for p in self._passages.values()
+            ]
+            # Rank every passage so ``top_k`` above 3 is honoured (``search`` slices the head).
+            self._retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes))
+        return self._retriever
 
     @classmethod
     def from_dir(cls, path: Path) -> KnowledgeBase:
@@ -99,7 +107,7 @@ class KnowledgeBase:
         if not query.strip():
             return []
         out: list[Evidence] = []
-        for hit in self._retriever.retrieve(query)[:top_k]:
+        for hit in self._bm25().retrieve(query)[:top_k]:
             p = self._passages[hit.node.node_id]
             score = float(hit.score or 0.0)
             if score > 0:

