@@ -78,7 +78,9 @@ _EXPORTS: dict[str, str] = {
     "register_model": "tether.models",
     "register_workflow": "tether.graphs.registry",
     "studio_factory": "tether.graphs.studio",
+    "open_database": "tether.tools.sqlite",
     "tool": "tether.tools.base",
+    "write_transaction": "tether.tools.sqlite",
 }
 
 __all__ = [
@@ -143,12 +145,14 @@ __all__ = [
     "list_workflows",
     "load_chat_model",
     "open_checkpointer",
+    "open_database",
     "policy_predicate",
     "proposed_rules",
     "register_model",
     "register_workflow",
     "studio_factory",
     "tool",
+    "write_transaction",
 ]
 
 
@@ -228,3 +232,5 @@ if TYPE_CHECKING:
     from tether.tools.base import ToolSpec as ToolSpec
     from tether.tools.base import ToolTraits as ToolTraits
     from tether.tools.base import tool as tool
+    from tether.tools.sqlite import open_database as open_database
+    from tether.tools.sqlite import write_transaction as write_transaction

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tether import HandOff, ToolContext, ToolError, Toolset, tool
+from tether import HandOff, ToolContext, ToolError, Toolset, tool, write_transaction
 from tether.agents.itdesk.contracts import (
     AccessRequestInfo,
     GetAccessRequestArgs,
@@ -59,16 +57,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@contextmanager
-def _tx(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taken before any read it depends on (``BEGIN IMMEDIATE``)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+_tx = write_transaction
 
 
 def _replayed(db: sqlite3.Connection, key: str) -> dict[str, Any] | None:

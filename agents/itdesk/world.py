@@ -9,11 +9,11 @@ the tools write to that copy. Managers are people: ``people.manager_id`` points 
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
-import tempfile
 from pathlib import Path
+
+from tether import open_database
 
 __all__ = ["AS_OF", "GROUPS", "WORLD_SEED", "connect_world", "ensure_world"]
 
@@ -149,39 +149,22 @@ def _generate(db: sqlite3.Connection, rng: random.Random) -> None:
                    (f"D-{3100 + n}", pid, rng.choice(["phone", "security key"]), "active", "2026-03-01"))
 
 
+def _build(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA)
+    db.executemany(
+        "INSERT INTO world_meta VALUES (?,?)",
+        [("seed", str(WORLD_SEED)), ("as_of", AS_OF), ("schema_version", SCHEMA_VERSION)],
+    )
+    _fixtures(db)
+    _generate(db, random.Random(WORLD_SEED))
+
+
 def ensure_world(path: Path) -> Path:
     """Create the directory database at ``path`` unless it already exists."""
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # build in a private file, then rename: concurrent first runs never see half a world
-    fd, name = tempfile.mkstemp(prefix=".itdesk-", suffix=".sqlite", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    db = sqlite3.connect(tmp)
-    try:
-        db.executescript(_SCHEMA)
-        db.executemany(
-            "INSERT INTO world_meta VALUES (?,?)",
-            [("seed", str(WORLD_SEED)), ("as_of", AS_OF), ("schema_version", SCHEMA_VERSION)],
-        )
-        _fixtures(db)
-        _generate(db, random.Random(WORLD_SEED))
-        db.commit()
-    finally:
-        db.close()
-    if path.exists():  # another process won the race; its world is identical
-        tmp.unlink()
-    else:
-        tmp.replace(path)
+    open_database(path, _build).close()
     return path
 
 
 def connect_world(path: Path) -> sqlite3.Connection:
     """Open the directory database (created on first use)."""
-    ensure_world(path)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    return db
+    return open_database(path, _build)

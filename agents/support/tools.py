@@ -9,15 +9,13 @@ are idempotent on ``ToolContext.idempotency_key`` and have a dry-run preview.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tether import Evidence, EvidenceSearch, HandOff, ToolContext, ToolError, Toolset, tool
+from tether import Evidence, EvidenceSearch, HandOff, ToolContext, ToolError, Toolset, tool, write_transaction
 
 __all__ = ["SQL_TEMPLATES", "SupportResources", "build_support_tools"]
 
@@ -156,16 +154,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@contextmanager
-def _tx(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction, taken before any read it depends on (``BEGIN IMMEDIATE``)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+_tx = write_transaction
 
 
 def _next_id(db: sqlite3.Connection, table: str, prefix: str, base: int) -> str:

@@ -8,12 +8,12 @@ means the same rows. ``ensure_world(path)`` creates the file once; tools write t
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
-import tempfile
 from datetime import date, timedelta
 from pathlib import Path
+
+from tether import open_database
 
 __all__ = ["AS_OF", "WORLD_SEED", "connect_world", "ensure_world"]
 
@@ -207,39 +207,22 @@ def _generate(db: sqlite3.Connection, rng: random.Random) -> None:
                     )
 
 
+def _build(db: sqlite3.Connection) -> None:
+    db.executescript(_SCHEMA)
+    db.executemany(
+        "INSERT INTO world_meta VALUES (?,?)",
+        [("seed", str(WORLD_SEED)), ("as_of", AS_OF.isoformat()), ("schema_version", SCHEMA_VERSION)],
+    )
+    _fixtures(db)
+    _generate(db, random.Random(WORLD_SEED))
+
+
 def ensure_world(path: Path) -> Path:
     """Create the business database at ``path`` unless it already exists."""
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # build in a private file, then rename: concurrent first runs never see half a world
-    fd, name = tempfile.mkstemp(prefix=".world-", suffix=".sqlite", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    db = sqlite3.connect(tmp)
-    try:
-        db.executescript(_SCHEMA)
-        db.executemany(
-            "INSERT INTO world_meta VALUES (?,?)",
-            [("seed", str(WORLD_SEED)), ("as_of", AS_OF.isoformat()), ("schema_version", SCHEMA_VERSION)],
-        )
-        _fixtures(db)
-        _generate(db, random.Random(WORLD_SEED))
-        db.commit()
-    finally:
-        db.close()
-    if path.exists():  # another process won the race; its world is identical
-        tmp.unlink()
-    else:
-        tmp.replace(path)
+    open_database(path, _build).close()
     return path
 
 
 def connect_world(path: Path) -> sqlite3.Connection:
     """Open the business database (created on first use)."""
-    ensure_world(path)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA foreign_keys=ON")
-    return db
+    return open_database(path, _build)
