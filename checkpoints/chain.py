@@ -37,6 +37,8 @@ BreakKind = Literal["edited", "deleted", "inserted", "reordered", "truncated"]
 
 _HASH_NAME = {"subject_id": "customer_id"}
 """Columns renamed by a migration keep the name they were hashed under (old rows still verify)."""
+_ADDED = frozenset({"citations", "flags"})
+"""Columns added after 0003: hashed only when set, so rows written before them still verify."""
 
 
 def _canonical(cols: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,6 +48,8 @@ def _canonical(cols: Mapping[str, Any]) -> dict[str, Any]:
         v = cols.get(name, cols.get(old) if old else None)
         if v is not None:
             v = int(v) if kind == "int" else float(v) if kind == "real" else str(v)
+        elif name in _ADDED:
+            continue
         out[old or name] = v
     return out
 

@@ -6,6 +6,8 @@ the names it applied in ``schema_migrations``; the last name is ``SCHEMA_VERSION
     0001_events_and_approvals   event rows and the approval queue
     0002_hash_chain             prev_hash/row_hash on every row (existing rows backfilled),
                                 the ledger_head record, one successor per row
+    0003_subjects_and_expiry    customer_id -> subject_id; approval expiry and workflow
+    0004_evidence_columns       citation-gate findings and content flags per event
 """
 
 from __future__ import annotations
@@ -82,10 +84,18 @@ def _subjects_and_expiry(d: Dialect) -> list[Step]:
     ]
 
 
+def _evidence_columns(d: Dialect) -> list[Step]:
+    return [
+        "ALTER TABLE ledger_events ADD COLUMN citations TEXT",
+        "ALTER TABLE ledger_events ADD COLUMN flags TEXT",
+    ]
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[Dialect], list[Step]]], ...] = (
     ("0001_events_and_approvals", _events_and_approvals),
     ("0002_hash_chain", _hash_chain),
     ("0003_subjects_and_expiry", _subjects_and_expiry),
+    ("0004_evidence_columns", _evidence_columns),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

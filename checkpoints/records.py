@@ -43,6 +43,7 @@ EventKind = Literal[
     "budget_exceeded",
     "escalated",
     "responded",
+    "flagged",
 ]
 ApprovalStatus = Literal["pending", "approved", "rejected", "edited"]
 ColumnKind = Literal["text", "int", "real"]
@@ -56,6 +57,7 @@ COLUMNS: tuple[tuple[str, ColumnKind], ...] = (
     ("evidence", "text"), ("result_json", "text"), ("error", "text"), ("detail", "text"),
     ("model_id", "text"), ("principal", "text"), ("subject_id", "text"),
     ("spend_usd", "real"), ("idempotency_key", "text"),
+    ("citations", "text"), ("flags", "text"),
 )
 """Stored event columns in hash order (``seq``, ``prev_hash`` and ``row_hash`` come on top)."""
 
@@ -103,6 +105,10 @@ class LedgerEvent(BaseModel):
     """The subject the run acts for."""
     spend_usd: float | None = None
     idempotency_key: str | None = None
+    citations: tuple[dict[str, Any], ...] | None = None
+    """Per cited evidence id: what the citation gate found (retrieved, relevance, stale, trust)."""
+    flags: tuple[dict[str, Any], ...] | None = None
+    """Content flags: injection-screen hits, provenance findings, copied untrusted text."""
 
 
 class LedgerRow(LedgerEvent):
@@ -166,6 +172,8 @@ def to_columns(ev: LedgerEvent, *, event_id: str, ts: str) -> dict[str, Any]:
         "principal": ev.principal, "subject_id": ev.subject_id,
         "spend_usd": float(ev.spend_usd) if ev.spend_usd is not None else None,
         "idempotency_key": ev.idempotency_key,
+        "citations": dumps(list(ev.citations)) if ev.citations is not None else None,
+        "flags": dumps(list(ev.flags)) if ev.flags is not None else None,
     }
 
 
@@ -183,7 +191,10 @@ def from_columns(r: Mapping[str, Any]) -> LedgerRow:
         result=json.loads(r["result_json"]) if r["result_json"] else None,
         error=r["error"], detail=r["detail"], model_id=r["model_id"],
         principal=r["principal"], subject_id=r["subject_id"], spend_usd=r["spend_usd"],
-        idempotency_key=r["idempotency_key"], prev_hash=r.get("prev_hash"),
+        idempotency_key=r["idempotency_key"],
+        citations=tuple(json.loads(r["citations"])) if r.get("citations") else None,
+        flags=tuple(json.loads(r["flags"])) if r.get("flags") else None,
+        prev_hash=r.get("prev_hash"),
         row_hash=r.get("row_hash"),
     )
 

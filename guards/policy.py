@@ -260,10 +260,10 @@ class Policy:
         return combine(matches, escalation=EscalationAction.HANDOFF_TO_HUMAN)
 
 
-_NEW_ROOT = ("principals", "roles", "tiers")
+_NEW_ROOT = ("principals", "roles", "tiers", "content")
 _NEW_TOOL = (
     "max_total_usd_per_run", "require_approval_over_total_usd", "risk", "require_approval", "args", "predicates", "rate_limit", "circuit_breaker", "sql",
-    "sensitive_fields", "credentials", "context",
+    "sensitive_fields", "credentials", "context", "citation", "outputs", "provenance", "external",
 )  # fmt: skip
 _TOOL_DEFAULTS = ToolRuleSection().model_dump(mode="json")
 _NEW_ARG = ("effect", "required", "find", "from")

@@ -43,6 +43,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tether.errors import PolicyFileError, PolicyProblem
 from tether.guards.decisions import EscalationAction
+from tether.guards.evidence_sections import (
+    CitationSection,
+    ContentSection,
+    OutputsSection,
+    ProvenanceRule,
+)
 from tether.guards.policy_sections import (
     ArgRule,
     CircuitBreakerSection,
@@ -143,6 +149,15 @@ class ToolRuleSection(_Strict):
     sensitive_fields: tuple[str, ...] = ()
     """Argument/result fields masked by ``redact`` in logs and the ledger."""
     credentials: dict[str, SecretRefSection] = Field(default_factory=dict)
+    # ---- evidence and untrusted content (``tether.guards.evidence_sections``)
+    citation: CitationSection | None = None
+    """Citation-gate thresholds (relevance, age, trust); implies ``require_citation``."""
+    outputs: OutputsSection | None = None
+    """A read tool's result fields: structural (vouch), content (third-party text), secret."""
+    provenance: dict[str, ProvenanceRule] = Field(default_factory=dict)
+    """Sensitive arguments of a write tool: their kind and where their values may come from."""
+    external: bool = False
+    """The tool sends data out of the organisation (secret fields never flow into it)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -192,6 +207,8 @@ class PolicyFile(_Strict):
     roles: dict[str, RoleSection] | None = None
     """Present: role-based access, deny by default. Absent: every listed tool may be called."""
     tiers: dict[RiskTier, TierSection] | None = None
+    content: ContentSection | None = None
+    """The injection screen and provenance depth (absent: the defaults of ``ContentSection``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -275,6 +292,10 @@ _KNOWN_KEYS: dict[str, list[str]] = {
     "tools.*.circuit_breaker": list(CircuitBreakerSection.model_fields),
     "tools.*.sql": list(SqlScopeSection.model_fields),
     "tools.*.credentials.*": list(SecretRefSection.model_fields),
+    "tools.*.citation": list(CitationSection.model_fields),
+    "tools.*.outputs": list(OutputsSection.model_fields),
+    "tools.*.provenance.*": _keys(ProvenanceRule),
+    "content": list(ContentSection.model_fields),
     "principals.*": list(PrincipalSection.model_fields),
     "roles.*": list(RoleSection.model_fields),
     "tiers.*": list(TierSection.model_fields),
@@ -289,7 +310,7 @@ def _did_you_mean(parent: tuple[str, ...], key: str) -> str:
     if (
         len(parts) >= 4
         and parts[0] == "tools"
-        and parts[2] in ("args", "credentials", "predicates", "context")
+        and parts[2] in ("args", "credentials", "predicates", "context", "provenance")
     ):
         parts[3] = "*"
     scope = ".".join(parts)

@@ -37,7 +37,8 @@ def approval(ledger: Ledger, call: str = "c1") -> Any:
 
 
 def test_migrations_are_named_and_recorded(ledger: Ledger, ledger_url: str) -> None:
-    assert ledger.migrations() == ["0001_events_and_approvals", "0002_hash_chain", "0003_subjects_and_expiry"]
+    assert ledger.migrations() == ["0001_events_and_approvals", "0002_hash_chain", "0003_subjects_and_expiry",
+                                   "0004_evidence_columns"]
     assert ledger.migrations()[-1] == SCHEMA_VERSION
     with Ledger.open(ledger_url) as again:  # reopening applies nothing twice
         assert again.migrations() == ledger.migrations()
