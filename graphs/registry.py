@@ -89,6 +89,11 @@ class WorkflowSpec:
     """The policy file used when the caller gives none."""
     scenarios: tuple[Scenario, ...] = ()
     """Documented behaviours, played by ``tether demo`` and ``run_eval``."""
+    corpus: Callable[[], Sequence[Any]] | None = None
+    """The adversarial corpus (``tether.evals.injection.InjectionCase`` values), for
+    ``bench/injection.py`` and the injection tests."""
+    reasoning_model: str | None = None
+    """The workflow's default reasoning model id (wrapped by the compromised model in the corpus)."""
 
     def load_policy(self, policy: Policy | str | Path | None = None) -> Policy:
         if isinstance(policy, Policy):

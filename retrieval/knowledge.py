@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict
@@ -27,6 +27,14 @@ class Passage(BaseModel):
     version: int
     title: str
     text: str
+    source: str = ""
+    """Where the document came from (a path relative to the ingested directory, or a URL)."""
+    updated_at: str | None = None
+    """When the document version was last updated (ISO 8601 date or instant)."""
+    trust: Literal["internal", "external"] = "internal"
+    """``internal``: written by the organisation; ``external``: a third party could write it."""
+    status: Literal["current", "superseded", "retired"] = "current"
+    """``superseded``: a newer version of the document exists; ``retired``: the file is gone."""
 
 
 class Evidence(BaseModel):
@@ -39,6 +47,14 @@ class Evidence(BaseModel):
     version: int
     title: str
     text: str
+    source: str = ""
+    """Where the document came from (a path relative to the ingested directory, or a URL)."""
+    updated_at: str | None = None
+    """When the document version was last updated (ISO 8601 date or instant)."""
+    trust: Literal["internal", "external"] = "internal"
+    """``internal``: written by the organisation; ``external``: a third party could write it."""
+    status: Literal["current", "superseded", "retired"] = "current"
+    """``superseded``: a newer version of the document exists; ``retired``: the file is gone."""
     score: float
 
 
