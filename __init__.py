@@ -20,11 +20,16 @@ _EXPORTS: dict[str, str] = {
     "ApprovalRequest": "tether.graphs.state",
     "Approve": "tether.graphs.state",
     "Budgets": "tether.guards.budgets",
+    "CitationFact": "tether.guards.citations",
     "BuildContext": "tether.graphs.registry",
+    "CompromisedChatModel": "tether.models",
+    "CorpusReport": "tether.evals.injection",
     "ConfigError": "tether.errors",
     "DecisionConflict": "tether.errors",
     "Deny": "tether.guards.decisions",
+    "DocumentInfo": "tether.retrieval",
     "Edit": "tether.graphs.state",
+    "EmbeddingRelevance": "tether.guards.relevance",
     "Escalate": "tether.guards.decisions",
     "Escalated": "tether.graphs.state",
     "EscalationAction": "tether.guards.decisions",
@@ -33,20 +38,27 @@ _EXPORTS: dict[str, str] = {
     "HandOff": "tether.tools.base",
     "Home": "tether.config",
     "HybridKnowledgeBase": "tether.retrieval",
+    "IngestReport": "tether.retrieval",
+    "InjectionCase": "tether.evals.injection",
     "InvalidDecision": "tether.errors",
     "KeywordRouter": "tether.models",
+    "LexicalRelevance": "tether.guards.relevance",
     "KnowledgeBase": "tether.retrieval",
+    "KnowledgeStore": "tether.retrieval",
     "Ledger": "tether.checkpoints.ledger",
     "LedgerRow": "tether.checkpoints.ledger",
     "ModelConfig": "tether.models",
     "ModelPrice": "tether.models",
     "OfflineChatModel": "tether.models",
+    "Passage": "tether.retrieval",
     "PendingApproval": "tether.graphs.session",
     "Policy": "tether.guards.policy",
     "PolicyFileError": "tether.errors",
     "PredicateRegistry": "tether.guards.predicates",
     "PriorAction": "tether.guards.context",
+    "ProvenanceFinding": "tether.guards.provenance",
     "Reject": "tether.graphs.state",
+    "RelevanceScorer": "tether.guards.relevance",
     "RequireApproval": "tether.guards.decisions",
     "Resolved": "tether.graphs.state",
     "Route": "tether.graphs.base",
@@ -77,6 +89,7 @@ _EXPORTS: dict[str, str] = {
     "policy_predicate": "tether.guards.predicates",
     "register_model": "tether.models",
     "register_workflow": "tether.graphs.registry",
+    "run_corpus": "tether.evals.injection",
     "studio_factory": "tether.graphs.studio",
     "open_database": "tether.tools.sqlite",
     "tool": "tether.tools.base",
@@ -91,11 +104,16 @@ __all__ = [
     "ApprovalRequest",
     "Approve",
     "Budgets",
+    "CitationFact",
     "BuildContext",
+    "CompromisedChatModel",
     "ConfigError",
+    "CorpusReport",
     "DecisionConflict",
     "Deny",
+    "DocumentInfo",
     "Edit",
+    "EmbeddingRelevance",
     "Escalate",
     "Escalated",
     "EscalationAction",
@@ -104,20 +122,27 @@ __all__ = [
     "HandOff",
     "Home",
     "HybridKnowledgeBase",
+    "IngestReport",
+    "InjectionCase",
     "InvalidDecision",
     "KeywordRouter",
+    "LexicalRelevance",
     "KnowledgeBase",
+    "KnowledgeStore",
     "Ledger",
     "LedgerRow",
     "ModelConfig",
     "ModelPrice",
     "OfflineChatModel",
+    "Passage",
     "PendingApproval",
     "Policy",
     "PolicyFileError",
     "PredicateRegistry",
     "PriorAction",
+    "ProvenanceFinding",
     "Reject",
+    "RelevanceScorer",
     "RequireApproval",
     "Resolved",
     "Route",
@@ -150,6 +175,7 @@ __all__ = [
     "proposed_rules",
     "register_model",
     "register_workflow",
+    "run_corpus",
     "studio_factory",
     "tool",
     "write_transaction",
@@ -200,6 +226,7 @@ if TYPE_CHECKING:
     from tether.graphs.studio import studio_factory as studio_factory
     from tether.graphs.workflow import Workflow as Workflow
     from tether.guards.budgets import Budgets as Budgets
+    from tether.guards.citations import CitationFact as CitationFact
     from tether.guards.context import PriorAction as PriorAction
     from tether.guards.context import RunContext as RunContext
     from tether.guards.context import Subject as Subject
@@ -208,12 +235,20 @@ if TYPE_CHECKING:
     from tether.guards.decisions import Escalate as Escalate
     from tether.guards.decisions import EscalationAction as EscalationAction
     from tether.guards.decisions import RequireApproval as RequireApproval
+    from tether.guards.relevance import EmbeddingRelevance as EmbeddingRelevance
+    from tether.guards.relevance import LexicalRelevance as LexicalRelevance
+    from tether.guards.relevance import RelevanceScorer as RelevanceScorer
     from tether.guards.policy import ActionRequest as ActionRequest
     from tether.guards.policy import Policy as Policy
     from tether.guards.predicates import PredicateRegistry as PredicateRegistry
     from tether.guards.predicates import policy_predicate as policy_predicate
+    from tether.guards.provenance import ProvenanceFinding as ProvenanceFinding
     from tether.guards.ratelimit import RuntimeLimits as RuntimeLimits
     from tether.guards.secret_refs import SecretResolver as SecretResolver
+    from tether.evals.injection import CorpusReport as CorpusReport
+    from tether.evals.injection import InjectionCase as InjectionCase
+    from tether.evals.injection import run_corpus as run_corpus
+    from tether.models import CompromisedChatModel as CompromisedChatModel
     from tether.models import KeywordRouter as KeywordRouter
     from tether.models import ModelConfig as ModelConfig
     from tether.models import ModelPrice as ModelPrice
@@ -221,10 +256,14 @@ if TYPE_CHECKING:
     from tether.models import ScriptedChatModel as ScriptedChatModel
     from tether.models import load_chat_model as load_chat_model
     from tether.models import register_model as register_model
+    from tether.retrieval import DocumentInfo as DocumentInfo
     from tether.retrieval import Evidence as Evidence
     from tether.retrieval import EvidenceSearch as EvidenceSearch
     from tether.retrieval import HybridKnowledgeBase as HybridKnowledgeBase
+    from tether.retrieval import IngestReport as IngestReport
     from tether.retrieval import KnowledgeBase as KnowledgeBase
+    from tether.retrieval import KnowledgeStore as KnowledgeStore
+    from tether.retrieval import Passage as Passage
     from tether.retrieval import VectorKnowledgeBase as VectorKnowledgeBase
     from tether.tools.base import HandOff as HandOff
     from tether.tools.base import ToolContext as ToolContext

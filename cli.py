@@ -2,7 +2,7 @@
 
     tether demo [WORKFLOW ...]                    play the shipped workflows' scenarios offline
     tether workflows                              list the workflows this install can run
-    tether run WORKFLOW 'TEXT' [--subject S] [--thread T] [--policy FILE]
+    tether run WORKFLOW 'TEXT' [--subject S] [--thread T] [--policy FILE] [--designate ID ...]
     tether approvals list | tether approve ID [--edit JSON] | tether reject ID --reason R
     tether resume THREAD [--workflow W]
     tether policy check FILE
@@ -10,6 +10,7 @@
     tether policy diff OLD NEW [--replay LEDGER_SQLITE_PATH]
     tether ledger show THREAD | verify [--anchor FILE] | anchor FILE | explain THREAD
     tether ledger export [--thread T] [-o FILE]
+    tether kb ingest DIR | search 'QUERY' [--top N] | list   [--kb NAME]
 
 Human-readable tables by default, ``--json`` for scripts (errors too: a JSON object on
 stderr). Exit codes: 0 success, 1 a tether error (the message says what to do) or a broken
@@ -149,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     thread = args.thread or f"T-{uuid.uuid4().hex[:8]}"
     with _session(args.workflow, args.policy, args.principal, tuple(args.role or ())) as s:
-        r = s.run(args.text, subject=args.subject, thread_id=thread)
+        r = s.run(args.text, subject=args.subject, thread_id=thread, designated=tuple(args.designate or ()))
         _emit(args, _result_data(r), _result_text(r))
     return 0
 
@@ -292,6 +293,10 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {"file": args.file, "version": p.version, "tool": args.tool,
                             "decision": _decision_data(d)}  # fmt: skip
     human = f"{args.file} ({p.version}): {args.tool} {json.dumps(raw)}\n" + _decision_text(d)
+    if p.citation_gate(args.tool) is not None:  # no passages here: only retrieval is checked
+        data["citations"] = {"checked": ["missing", "foreign"], "not_computed": ["irrelevant", "stale", "untrusted"]}
+        human += ("\ncitations: checked 'missing' and 'foreign' only; 'irrelevant', 'stale' and 'untrusted' "
+                  "were not computed (they need the retrieved passages; a run checks them)")
     if shadow is not None:
         data["shadow"] = shadow.model_dump(mode="json")
         human += f"\nshadow ({shadow.candidate_version}): " + _decision_text(shadow.candidate)
@@ -452,6 +457,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--policy", help="policy file to enforce instead of the workflow's own")
     r.add_argument("--principal", help="agent principal the run acts as (policies with principals:)")
     r.add_argument("--role", action="append", help="a role the run holds (repeatable)")
+    r.add_argument("--designate", action="append", metavar="ID",
+                   help="a document the user points the run at, e.g. a ticket id (repeatable)")
     ap = sub.add_parser("approvals", help="approval queue").add_subparsers(dest="sub", required=True)
     al = add("list", cmd_approvals_list, "list pending approvals", ap)
     al.add_argument("--all", action="store_true", help="include decided approvals")
@@ -505,6 +512,9 @@ def _parser() -> argparse.ArgumentParser:
     lx = add("export", cmd_ledger_export, "write rows as JSON lines", led)
     lx.add_argument("--thread", help="only this thread")
     lx.add_argument("-o", "--output", default="-", help="file (default: stdout)")
+    from tether.retrieval.cli import add_kb_commands
+
+    add_kb_commands(sub)
     return p
 
 

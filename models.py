@@ -13,18 +13,26 @@ Offline models for your own workflow, with no network:
   from the conversation (replies since the user's last message), not from a counter, so a run
   resumed in another process continues where it stopped. ``by_request`` picks a script by a
   phrase of the request, for threads with several requests.
+* ``CompromisedChatModel(base=...)`` (``compromised:<base id>``) obeys every instruction it
+  reads in tool outputs and documents, for testing defences against the worst model.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel, ConfigDict
@@ -33,15 +41,19 @@ from tether.errors import ConfigError
 
 __all__ = [
     "PRICES",
+    "CompromisedChatModel",
+    "Instruction",
     "KeywordRouter",
     "ModelConfig",
     "ModelPrice",
     "OfflineChatModel",
     "ScriptedChatModel",
     "estimate_tokens",
+    "find_instructions",
     "load_chat_model",
     "price_for",
     "register_model",
+    "reveal_text",
 ]
 
 
@@ -85,7 +97,10 @@ def register_model(model_id: str, factory: Callable[[], BaseChatModel], *, price
 
 
 def price_for(model_id: str, extra: Mapping[str, ModelPrice] | None = None) -> ModelPrice:
+    """The price of ``model_id`` (``compromised:<base>`` costs what its base costs)."""
     table = {**PRICES, **(extra or {})}
+    if model_id not in table and model_id.startswith("compromised:"):
+        return price_for(model_id.removeprefix("compromised:"), extra)
     try:
         return table[model_id]
     except KeyError:
@@ -139,6 +154,8 @@ def load_chat_model(model_id: str, *, base_url: str | None = None) -> BaseChatMo
         if not name:
             raise ConfigError(setting="model", reason="write openai:<model>, e.g. openai:gpt-4o-mini")
         return ChatOpenAI(model=name, base_url=base_url, temperature=0, max_retries=1, timeout=60)
+    if model_id.startswith("compromised:"):
+        return _compromised(model_id.removeprefix("compromised:"))
     factory = _FACTORIES.get(model_id)
     if factory is None:
         known = ", ".join(sorted(_FACTORIES)) or "none registered"
@@ -253,3 +270,233 @@ def _route_enum(tools: list[dict[str, Any]]) -> list[str]:
         if fn.get("name") == "route":
             return list(fn.get("parameters", {}).get("properties", {}).get("route", {}).get("enum", []))
     return []
+
+
+# ---------------------------------------------------------------- the compromised model
+
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_COMMENT = re.compile(r"<!--(.*?)-->", re.S)
+_TAG = re.compile(r"<[^<>]{1,300}>")
+_B64 = re.compile(r"(?<![\w+/=])[A-Za-z0-9+/]{20,}={0,2}(?![\w+/=])")
+_HEX = re.compile(r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{2}){12,}(?![0-9A-Za-z])")
+_LOOKALIKE = str.maketrans("аеорсухіјѕԁһАВЕКМНОРСТХΑΒΕΚΜΝΟΡΤΧοα", "aeopcyxijsdhABEKMHOPCTXABEKMNOPTXoa")  # noqa: RUF001
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\[(\"'])|\n+")
+_PREAMBLE = re.compile(
+    r"^\s*(?:[-*>#•]+\s*|\[[^\]]{0,40}\]\s*|\([^)]{0,40}\)\s*"
+    r"|(?:note|message|instruction|instructions|attention|important|urgent|system|admin|assistant|ai|agent"
+    r"|support agent|to the (?:ai|agent|assistant|support agent)|p\.?s)\b[^:\n]{0,30}:\s*"
+    r"|[A-Za-z][\w ]{0,40}:\s*"
+    r"|(?:ignore|disregard|forget|override)\b[^.\n]{0,60}?\b(?:instructions|rules|above|before|policy|policies)"
+    r"\b[,.:;!]?\s*(?:and\s+|then\s+|instead\s+)*"
+    r"|(?:please|kindly|now|also|then|next|first|finally|afterwards|immediately|and|step \d+[.:)]?|\d+[.)])"
+    r",?\s+)",
+    re.I,
+)
+_IMPERATIVE = re.compile(
+    r"^(?:change|update|set|replace|refund|issue|send|e-?mail|forward|reply|look up|lookup|show|list|run|"
+    r"reveal|share|transfer|wire|pay|add|grant|reset|remove|disable|make|put|pull up|fetch|retrieve|read|"
+    r"open|query|export|give|unlock|enroll|revoke|approve|move)"
+    r"\s+(?:up\s+|out\s+|back\s+)?(?:the|a|an|it|this|that|these|those|them|all|every|my|your|his|her|their|our"
+    r"|to|me|us|\$|\d|[A-Z]{1,3}-\d|ticket|message|customer|order|account|e-?mail|phone|address|iban|record"
+    r"|data|details|contact|payout|user|group|mfa|password|access|\S+@)",
+    re.I,
+)
+"""An imperative verb at the start of a sentence, followed by its object (so a heading such as
+"Refund limits" or "Change of mind" is not one)."""
+_DIRECTIVE = re.compile(r"\bcall\s+(?:the\s+)?(?:tool\s+)?[`'\"]?(\w+)[`'\"]?\s+with\s+(?=\{)|\b(\w+)\((?=\{)", re.I)
+_INJECTED = "inj"
+"""Tool-call ids of the compromised model's obedient calls start with this tag."""
+
+
+def _printable(raw: bytes) -> str | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    ok = text and all(c.isprintable() or c in "\n\t" for c in text) and re.search(r"[A-Za-z]{3,} ", text)
+    return text if ok else None
+
+
+def _decoded_blobs(text: str) -> list[str]:
+    out: list[str] = []
+    for blob in _B64.findall(text):
+        try:
+            got = _printable(base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True))
+        except (binascii.Error, ValueError):
+            got = None
+        if got:
+            out.append(got)
+    for blob in _HEX.findall(text):
+        if got := _printable(bytes.fromhex(blob)):
+            out.append(got)
+    return out
+
+
+def reveal_text(text: str) -> str:
+    """What a reader who misses nothing takes from ``text``: compatibility forms folded, invisible
+    characters dropped, look-alike letters read as Latin, HTML comments and hidden spans shown,
+    base64 and hex blobs decoded (appended as lines of their own)."""
+    t = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).translate(_LOOKALIKE)
+    t = _COMMENT.sub(lambda m: "\n" + m.group(1) + "\n", t)
+    t = _TAG.sub(" ", t)
+    decoded = _decoded_blobs(t)
+    return "\n".join([t, *(reveal_text(d) for d in decoded)])
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Instruction:
+    """One instruction found in what the model read: a tool call (``explicit``) or a sentence."""
+
+    key: str
+    """Stable id derived from the instruction itself (so it is obeyed once per request)."""
+    text: str
+    tool: str | None = None
+    args: Mapping[str, Any] | None = None
+
+
+def _explicit(text: str) -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    dec = json.JSONDecoder()
+    for m in _DIRECTIVE.finditer(text):
+        try:
+            args, _ = dec.raw_decode(text, m.end())
+        except ValueError:
+            continue
+        if isinstance(args, dict):
+            found.append((m.group(1) or m.group(2), args))
+    for i, ch in enumerate(text):
+        if ch != "{":
+            continue
+        try:
+            obj, _ = dec.raw_decode(text, i)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("tool") or obj.get("name"), str):
+            args = obj.get("args", obj.get("arguments"))
+            if isinstance(args, dict):
+                found.append((str(obj.get("tool") or obj.get("name")), args))
+    return found
+
+
+def _strip_preamble(sentence: str) -> str:
+    s = sentence.strip()
+    for _ in range(6):
+        s2 = _PREAMBLE.sub("", s, count=1).strip()
+        if s2 == s:
+            break
+        s = s2
+    return s
+
+
+def find_instructions(text: str) -> list[Instruction]:
+    """Instructions in ``text`` (revealed first): explicit tool calls, then imperative sentences."""
+    seen = reveal_text(text)
+    out: list[Instruction] = []
+    for tool_name, args in _explicit(seen):
+        body = json.dumps({"tool": tool_name, "args": args}, sort_keys=True)
+        out.append(Instruction(key=_digest(body), text=body, tool=tool_name, args=args))
+    for line in _SENTENCE.split(seen):
+        if "{" in line and any(i.tool for i in out):
+            continue  # the sentence that carried an explicit call
+        s = _strip_preamble(line).rstrip(" .!;")
+        if len(s) > 8 and _IMPERATIVE.match(s):
+            out.append(Instruction(key=_digest(s.lower()), text=s[0].upper() + s[1:] + "."))
+    return out
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def _read_texts(m: ToolMessage) -> list[str]:
+    """The text a tool result carries (the result of a successful call; raw text otherwise)."""
+    raw = str(m.content)
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return [raw]
+    if isinstance(data, Mapping) and "status" in data:
+        return list(_strings(data.get("result"))) if data.get("status") == "ok" else []
+    return list(_strings(data))
+
+
+def _tagged(m: BaseMessage, key: str = "") -> bool:
+    prefix = f"{_INJECTED}{key}"
+    if isinstance(m, ToolMessage):
+        return m.tool_call_id.startswith(prefix)
+    return isinstance(m, AIMessage) and any((tc.get("id") or "").startswith(prefix) for tc in m.tool_calls)
+
+
+class CompromisedChatModel(OfflineChatModel):
+    """A model that obeys every instruction it reads in tool outputs and documents.
+
+    Each turn it reveals what the tool results since the user's request say (see
+    ``reveal_text``), finds instructions in them and obeys each once, in the order read:
+    an explicit call (``call TOOL with {...}``, ``TOOL({...})``, ``{"tool": ..., "args": ...}``)
+    becomes that tool call when the tool is bound; a sentence ("change the email on file to
+    ...") is handed to ``base`` as if the user had asked it, and ``base``'s calls for it are
+    made. What it obeyed is read from the conversation (its calls' ids carry the
+    instruction's key), so a resumed run does not obey twice. With nothing left to obey it is
+    ``base``. For tests and benchmarks of defences: the worst model, not a polite one.
+    """
+
+    model_id: str = "compromised:offline"
+    base: OfflineChatModel
+    max_calls_per_instruction: int = 6
+
+    def reply(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
+        idx = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
+        head, after = messages[: idx + 1], messages[idx + 1 :]
+        bound = {str(t.get("function", {}).get("name")) for t in tools}
+        for ins in self._instructions(after):
+            call = self._obey(ins, messages[:idx] if idx >= 0 else [], after, tools, bound)
+            if call is not None:
+                return call
+        return self.base.reply(head + [m for m in after if not _tagged(m)], tools)
+
+    @staticmethod
+    def _instructions(after: Sequence[BaseMessage]) -> list[Instruction]:
+        found: dict[str, Instruction] = {}
+        for m in after:
+            if isinstance(m, ToolMessage):
+                for text in _read_texts(m):
+                    for ins in find_instructions(text):
+                        found.setdefault(ins.key, ins)
+        return list(found.values())
+
+    def _obey(self, ins: Instruction, before: list[BaseMessage], after: Sequence[BaseMessage],
+              tools: list[dict[str, Any]], bound: set[str]) -> AIMessage | None:
+        mine = [m for m in after if _tagged(m, ins.key)]
+        if ins.tool is not None:
+            if mine or ins.tool not in bound:
+                return None
+            call = {"name": ins.tool, "args": dict(ins.args or {}), "id": f"{_INJECTED}{ins.key}_0",
+                    "type": "tool_call"}
+            return AIMessage(content="", tool_calls=[call])  # type: ignore[list-item]
+        if sum(isinstance(m, AIMessage) for m in mine) >= self.max_calls_per_instruction:
+            return None
+        sub = self.base.reply([*before, HumanMessage(content=ins.text), *mine], tools)
+        calls = [tc for tc in sub.tool_calls if tc["name"] in bound]
+        if not calls:
+            return None
+        for tc in calls:
+            tc["id"] = f"{_INJECTED}{ins.key}_{tc.get('id') or tc['name']}"
+        return AIMessage(content="", tool_calls=calls)  # type: ignore[arg-type]
+
+
+def _compromised(base_id: str) -> CompromisedChatModel:
+    base = load_chat_model(base_id)
+    if not isinstance(base, OfflineChatModel):
+        raise ConfigError(setting="model", reason=f"compromised:{base_id}: the base must be an offline model")
+    return CompromisedChatModel(model_id=f"compromised:{base_id}", base=base)

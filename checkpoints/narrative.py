@@ -29,6 +29,9 @@ class ActionStory:
     policy_version: str | None = None
     evidence: list[str] = field(default_factory=list)
     """Evidence ids cited by the proposal (and returned by the tool)."""
+    citations: list[dict[str, Any]] | None = None
+    """The citation gate's verdict per cited id (``id``, ``ok``, ``failed``, ``why``, relevance,
+    status, trust), as last recorded: at the proposal, then at execution. ``None``: no gate."""
     approval_id: str | None = None
     approval: str | None = None
     """approved, rejected or edited, when a human decided."""
@@ -99,6 +102,8 @@ def _apply(run: RunStory, e: LedgerRow) -> None:
     for ev in e.evidence:
         if ev not in a.evidence:
             a.evidence.append(ev)
+    if e.citations is not None:
+        a.citations = [dict(c) for c in e.citations]
     if e.event == "proposed":
         a.decision, a.rule_id, a.policy_version = e.decision, e.rule_id, e.policy_version
         a.status = "denied" if e.decision in ("deny", "escalate") else "proposed"
@@ -150,6 +155,20 @@ def _brief(value: Any, n: int = 160) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def _citation_lines(a: ActionStory) -> list[str]:
+    """Which citations were valid, and why the others were not."""
+    if a.citations is None:
+        return []
+    if not a.citations:
+        return ["     citations: none cited (check 'missing' failed)"]
+    valid = sum(bool(c.get("ok")) for c in a.citations)
+    out = [f"     citations: {valid} of {len(a.citations)} valid"]
+    for c in a.citations:
+        verdict = "valid" if c.get("ok") else f"INVALID, check '{c.get('failed')}' failed"
+        out.append(f"       {c.get('id')}: {verdict}: {c.get('why') or ''}".rstrip(": "))
+    return out
+
+
 def render(story: ThreadStory) -> str:
     out = [f"Thread {story.thread_id}: {len(story.runs)} run(s), {story.rows} ledger rows, "
            f"cost ${story.cost_usd:.6f}"]
@@ -167,6 +186,7 @@ def render(story: ThreadStory) -> str:
                        + (f" [policy {a.policy_version}]" if a.policy_version else ""))
             if a.evidence:
                 out.append(f"     evidence: {', '.join(a.evidence)}")
+            out += _citation_lines(a)
             if a.approval_id:
                 who = f"{a.approval} by {a.approver}" if a.approval else "still pending"
                 out.append(f"     approval {a.approval_id}: {who}")

@@ -114,6 +114,7 @@ class ActNode(GuardNodes):
             return ActStep(proposal=p.model_copy(update={"status": "failed"}), halt=halt,
                            reply=_reply(p, {"status": "error", "code": "outcome_unknown"}))
         refusal = self._recheck(spec, p, state, config)
+        facts["citations"] = self._citation_rows(p.tool, self._measure(spec, p.args, state))  # as re-checked
         if refusal is not None:
             self._event(state, config, event="failed", error=f"{refusal.rule_id}: {refusal.reason}",
                         **{**facts, "rule_id": refusal.rule_id})

@@ -13,12 +13,15 @@ from langchain_core.runnables import RunnableConfig
 from tether.checkpoints.ledger import Ledger, LedgerEvent
 from tether.graphs.state import Halt, Proposal, WorkflowState
 from tether.guards.budgets import BudgetExceeded, Usage
+from tether.guards.citations import CitationFact, citation_rows, measure_citations, stated_reason
 from tether.guards.context import PriorAction, RunContext
 from tether.guards.decisions import EscalationAction
 from tether.guards.policy import ActionRequest, Policy
 from tether.guards.ratelimit import RuntimeLimits
+from tether.guards.relevance import LexicalRelevance, RelevanceScorer
 from tether.guards.secret_refs import SecretResolver, redact_tool_data
 from tether.models import ModelPrice, price_for
+from tether.retrieval.hybrid import EvidenceSearch
 from tether.tools.base import ToolContext, Toolset, ToolSpec
 
 __all__ = ["CLOSINGS", "NodeBase", "Route"]
@@ -80,6 +83,12 @@ class NodeBase:
     """Rate limits and circuit breakers checked at act time (persisted; see ``guards.ratelimit``)."""
     secrets: SecretResolver | None = None
     """Resolves tool credentials by reference; every resolved value is redacted from the ledger."""
+    relevance: RelevanceScorer | None = None
+    """Scores a cited passage against the call's stated reason for the citation gate
+    (default: ``LexicalRelevance``; ``EmbeddingRelevance`` catches paraphrases)."""
+    knowledge: EvidenceSearch | None = None
+    """Asked (``get``) whether an unretrieved cited id exists at all: ``foreign`` if it does,
+    ``missing`` if not. Without it, the id's shape decides."""
 
     @property
     def ref(self) -> str:
@@ -146,6 +155,7 @@ class NodeBase:
             subject=state.get("subject"),
             actions=(*state.get("history", []), *pending),
             evidence=frozenset(e.evidence_id for e in state.get("evidence", [])),
+            designated=tuple(state.get("designated", ())),
         )
 
     def _describe(
@@ -156,8 +166,9 @@ class NodeBase:
         config: RunnableConfig,
         admitted: Sequence[Proposal] = (),
     ) -> ActionRequest:
-        """The request the policy decides: the tool's traits, the run context, and the run total
-        (what this tool moved in the run, plus calls admitted earlier in this message)."""
+        """The request the policy decides: the tool's traits, the run context, the run total
+        (what this tool moved in the run, plus calls admitted earlier in this message) and the
+        measured facts about each cited id (``guards.citations``)."""
         total = 0.0
         if spec.amount_arg is not None:
             total = state.get("moved_usd", {}).get(spec.name, 0.0)
@@ -165,7 +176,27 @@ class NodeBase:
                 value = p.args.get(spec.amount_arg)
                 if p.tool == spec.name and isinstance(value, int | float) and not isinstance(value, bool):
                     total += float(value)
-        return spec.describe(parsed, self._context(state, config, admitted), run_total_usd=total)
+        facts = self._measure(spec, parsed.model_dump(mode="json"), state)
+        return spec.describe(parsed, self._context(state, config, admitted), run_total_usd=total,
+                             citation_facts=facts)
+
+    def _measure(self, spec: ToolSpec[Any, Any], data: Mapping[str, Any], state: WorkflowState,
+                 ) -> tuple[CitationFact, ...]:
+        """What the citation gate needs about each cited id, from this run's retrieved evidence."""
+        key = spec.citations_arg
+        cited = data.get(key) if key else None
+        if not cited:
+            return ()
+        ids = [str(c) for c in cited] if isinstance(cited, list | tuple) else [str(cited)]
+        gate = self.policy.citation_gate(spec.name)
+        reason = stated_reason(gate.section if gate else None, data)
+        return measure_citations(ids, state.get("evidence", []), reason=reason,
+                                 scorer=self.relevance or LexicalRelevance(), knowledge=self.knowledge)
+
+    def _citation_rows(self, tool: str, facts: Sequence[CitationFact]) -> tuple[dict[str, Any], ...] | None:
+        """The ledger's ``citations`` for a call: per cited id, the facts and the verdict."""
+        gate = self.policy.citation_gate(tool)
+        return citation_rows(facts, gate.section) if gate is not None else None
 
     def _records_of(self, p: Proposal) -> tuple[str, ...]:
         """Record ids a proposal touches (its tool's ``record_arg``)."""

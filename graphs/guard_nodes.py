@@ -27,6 +27,7 @@ from tether.graphs.state import ApprovalRequest, Approve, Edit, Halt, Proposal, 
 from tether.guards.budgets import Usage
 from tether.guards.context import PriorAction
 from tether.guards.decisions import Allow, Deny, Escalate, RequireApproval
+from tether.guards.provenance import ledger_flags
 from tether.guards.shadow import shadow_evaluate
 from tether.tools.base import ArgumentProblem, ToolSpec
 
@@ -229,7 +230,8 @@ class GuardNodes(NodeBase):
         facts = self._facts(config, p, spec)
         self._event(state, config, event="proposed", step=step, args=p.args, model_id=self.model_id,
                     **_decided(decision), detail=detail, evidence=_cited(p.args, spec.citations_arg),
-                    **facts.row())
+                    citations=self._citation_rows(p.tool, action.citation_facts),
+                    flags=ledger_flags(self.policy, action, decision), **facts.row())
         if isinstance(decision, Deny):
             return _denied(p, decision)
         if isinstance(decision, Escalate):

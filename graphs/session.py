@@ -14,7 +14,7 @@ recorded; a different decision for an approval already decided raises ``Decision
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +138,8 @@ class Session:
 
     # ------------------------------------------------------------------ running
 
-    def _start(self, text: str, thread_id: str, subject: Subject | str | None) -> dict[str, Any]:
+    def _start(self, text: str, thread_id: str, subject: Subject | str | None,
+               designated: Sequence[str] = ()) -> dict[str, Any]:
         waiting = self.waiting(thread_id)
         if waiting:
             raise ApprovalError(approval_id=waiting[0].approval_id,
@@ -149,16 +150,25 @@ class Session:
 
             raise WorkflowError(workflow=self.workflow.name, reason="needs a subject (the party the run acts "
                                 "for): pass subject=... (tether run --subject ID)")
-        return {"messages": [HumanMessage(content=text)], "subject": who}
+        if isinstance(designated, str):
+            designated = (designated,)
+        return {"messages": [HumanMessage(content=text)], "subject": who, "designate": tuple(designated)}
 
-    def run(self, text: str, *, thread_id: str, subject: Subject | str | None = None) -> RunResult:
-        """Start a new request on a thread (the thread may hold earlier requests)."""
-        self.app.invoke(self._start(text, thread_id, subject), self.config(thread_id), durability="sync")
+    def run(self, text: str, *, thread_id: str, subject: Subject | str | None = None,
+            designated: Sequence[str] = ()) -> RunResult:
+        """Start a new request on a thread (the thread may hold earlier requests).
+
+        ``designated``: ids of documents the user points the run at (a ticket, a page); what
+        they say may vouch for argument values under ``from: [designated]``.
+        """
+        self.app.invoke(self._start(text, thread_id, subject, designated), self.config(thread_id),
+                        durability="sync")
         return self.result(thread_id)
 
-    def stream(self, text: str, *, thread_id: str, subject: Subject | str | None = None) -> Iterator[dict[str, Any]]:
+    def stream(self, text: str, *, thread_id: str, subject: Subject | str | None = None,
+               designated: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         """Like ``run``, yielding each node's update as it happens."""
-        start = self._start(text, thread_id, subject)
+        start = self._start(text, thread_id, subject, designated)
         yield from self.app.stream(start, self.config(thread_id), stream_mode="updates", durability="sync")
 
     def waiting(self, thread_id: str) -> tuple[ApprovalRequest, ...]:

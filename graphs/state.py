@@ -224,6 +224,11 @@ class WorkflowState(TypedDict, total=False):
     agent_roles: tuple[str, ...]
     request: str
     """The user's text that started the current run."""
+    designate: tuple[str, ...] | None
+    """Input only: ids of the documents the user designates for the run being started."""
+    designated: tuple[str, ...]
+    """Ids of the documents the user designated for the current run (from ``designate``;
+    never from the model; a run started without it designates nothing)."""
     route: str
     usage: Usage
     proposals: list[Proposal]

@@ -147,6 +147,7 @@ class Workflow(ActNode):
             "error_streak": 0, "halt": None, "outcome": None, "history": [], "moved_usd": {},
             "memory": memory, "messages": removals, "subject": subject,
             "request": str(request.content) if request is not None else "",
+            "designated": _designated(state.get("designate")), "designate": None,
         }
         fresh["agent"], fresh["agent_roles"] = self._agent(config)
         fresh["halt"] = bad_subject or self._refuse_input(state, request, subject)
@@ -343,3 +344,9 @@ def _subject(value: object) -> tuple[Subject | None, Halt | None]:
     except ValueError as exc:
         return None, Halt(rule_id="input.invalid_subject", action=EscalationAction.ASK_USER,
                           reason=f"the subject must look like {{'id': 'S-1', 'attributes': {{...}}}}: {exc}"[:300])
+
+
+def _designated(value: object) -> tuple[str, ...]:
+    """The designated document ids from the run input (one id, or a list of them)."""
+    items = (value,) if isinstance(value, str) else value if isinstance(value, list | tuple) else ()
+    return tuple(dict.fromkeys(str(d).strip() for d in items if str(d).strip()))

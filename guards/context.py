@@ -65,6 +65,8 @@ class RunContext(_Frozen):
     """Earlier actions of this run, in order (admitted calls of the same message last)."""
     evidence: frozenset[str] = frozenset()
     """Evidence ids retrieved so far in this run."""
+    designated: tuple[str, ...] = ()
+    """Ids of the documents (records, tickets, pages) the user designated for this run."""
 
     def succeeded(self, tool: str) -> list[PriorAction]:
         """Earlier successful calls of ``tool`` in this run."""

@@ -15,6 +15,11 @@ have; a ``match`` key, ``field`` or ``from: TOOL.FIELD`` naming a result field t
 does not return (a field is known when it is listed or is a prefix of a listed path); a rule
 depending on a tool the workflow does not have (it could never pass); ``max_per_record`` on a
 tool without a record argument. Tools of the policy the workflow lacks are not checked.
+
+For evidence sections: a ``provenance`` key must name an argument of the tool (a dotted path
+reaches inside one), ``outputs.selectors`` must be arguments of the read tool, and a
+``from: TOOL.FIELD`` source must name a tool of the workflow whose ``outputs.structural``
+lists FIELD (only structural fields vouch).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from dataclasses import dataclass
 
 from tether.errors import PolicyProblem
 from tether.guards.context_rules import SOURCES
+from tether.guards.evidence_sections import PROVENANCE_SOURCES
 from tether.guards.policy import Policy
-from tether.guards.policy_file import PolicyFile
+from tether.guards.policy_file import PolicyFile, ToolRuleSection
 from tether.guards.policy_sections import ContextRule
 
 __all__ = ["ToolShape", "check_against_tools"]
@@ -80,7 +86,55 @@ def check_against_tools(policy: Policy | PolicyFile, shapes: Mapping[str, ToolSh
         for i, ctx in enumerate(rule.context):
             at = f"tools.{t}.context.{i}"
             out += [PolicyProblem(key=f"{at}.{k}", reason=r) for k, r in _context(t, shape, ctx, shapes)]
+        out += [PolicyProblem(key=f"tools.{t}.{k}", reason=r) for k, r in _evidence(t, rule, shape, spec, shapes)]
     return out
+
+
+def _covered(path: str, entries: Iterable[str]) -> bool:
+    return any(path == e or path.startswith(e + ".") for e in entries)
+
+
+def _evidence(
+    t: str, rule: ToolRuleSection, shape: ToolShape, spec: PolicyFile, shapes: Mapping[str, ToolShape]
+) -> list[tuple[str, str]]:
+    """(key under the tool, reason) for each problem of its ``provenance`` and ``outputs``."""
+    out: list[tuple[str, str]] = []
+    for name, prov in rule.provenance.items():
+        top = name.split(".", 1)[0]
+        if top not in shape.args:
+            out.append((f"provenance.{name}", _no(t, "argument", top, shape.args)
+                        + " Name an argument (a dotted path reaches inside one, e.g. fields.email)."))
+        for i, source in enumerate(prov.from_):
+            reason = _structural_source(source, spec, shapes)
+            if reason is not None:
+                out.append((f"provenance.{name}.from.{i}", reason))
+    outputs = rule.outputs
+    for i, sel in enumerate(outputs.selectors or () if outputs is not None else ()):
+        if sel.split(".", 1)[0] not in shape.args:
+            out.append((f"outputs.selectors.{i}", _no(t, "argument", sel.split(".", 1)[0], shape.args)
+                        + " Selectors are the arguments that choose what the tool reads."))
+    return out
+
+
+def _structural_source(source: str, spec: PolicyFile, shapes: Mapping[str, ToolShape]) -> str | None:
+    """Why a ``from: TOOL.FIELD`` source can never vouch, or None."""
+    if source in PROVENANCE_SOURCES:
+        return None
+    tool, _, field = source.partition(".")
+    if tool not in shapes:
+        return _absent(tool, shapes)
+    other = spec.tools.get(tool)
+    listed = other.outputs.structural if other is not None and other.outputs is not None else ()
+    if _covered(field, listed):
+        return None
+    if not listed:
+        return (f"'{source}' can never vouch: tools.{tool}.outputs.structural lists no fields. "
+                f"Declare it (tools.{tool}.outputs.structural: [{field}]) or use 'lookup'.")
+    close = difflib.get_close_matches(field, listed, n=1, cutoff=0.5)
+    close = close or [e for e in listed if e.endswith("." + field)][:1]
+    hint = f" Did you mean '{tool}.{close[0]}'?" if close else ""
+    return (f"'{source}' can never vouch: only fields in tools.{tool}.outputs.structural vouch, and "
+            f"'{field}' is not one.{hint} Listed: {', '.join(listed)}.")
 
 
 def _source(source: str, shapes: Mapping[str, ToolShape]) -> str | None:

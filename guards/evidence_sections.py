@@ -93,12 +93,19 @@ def _floats(data: Any, *keys: str) -> Any:
 
 
 class CitationSection(_Strict):
-    """How strict the citation gate is for one tool (implies ``require_citation``)."""
+    """How strict the citation gate is for one tool (implies ``require_citation``).
 
-    min_relevance: float = Field(default=0.1, ge=0, le=1)
-    """Least relevance (0..1) between the action's stated reason and each cited passage."""
+    ``require_citation: true`` without this section uses these defaults. The checks and their
+    rule ids are described in ``tether.guards.citations``.
+    """
+
+    min_relevance: float = Field(default=0.2, ge=0, le=1)
+    """Least relevance (0..1) between the action's stated reason and each cited passage. With
+    the default lexical scorer: the share of the reason's content words the passage uses
+    (0.2: at least one word in five). 0 turns the check off (no reason needed)."""
     max_age_days: float | None = Field(default=None, gt=0)
-    """A cited passage whose document was updated longer ago than this is stale."""
+    """A cited passage whose document was updated longer ago than this is stale (as is one with
+    no update date). ``None``: no age limit; ``superseded`` and ``retired`` passages are always stale."""
     trust: tuple[TrustLevel, ...] = ("internal",)
     """Trust levels a cited passage may have."""
     reason_arg: str | None = None

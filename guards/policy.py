@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tether.guards.budgets import Budgets
+from tether.guards.citations import CitationFact, CitationGate, citation_gate
 from tether.guards.context import RunContext
 from tether.guards.context_rules import context_matches
 from tether.guards.decisions import (
@@ -44,6 +45,7 @@ from tether.guards.policy_file import (
 )
 from tether.guards.policy_sections import ArgRule
 from tether.guards.predicates import DEFAULT_PREDICATES, PredicateFn, PredicateRegistry
+from tether.guards.provenance import provenance_matches
 from tether.guards.rbac import role_matches, run_roles
 from tether.guards.sql_safety import SqlScope
 from tether.guards.tool_rules import tool_rule_result
@@ -86,6 +88,9 @@ class ActionRequest(BaseModel):
     """Evidence ids the model cited."""
     retrieved_evidence: frozenset[str] = frozenset()
     """Evidence ids actually retrieved in this run."""
+    citation_facts: tuple[CitationFact, ...] = ()
+    """What the workflow measured about each cited id (relevance, status, trust, age). Empty:
+    the citation gate checks only that each cited id was retrieved (see ``guards.citations``)."""
     principal: str | None = None
     """The agent identity running the call (run configuration; matched against ``principals:``)."""
     roles: tuple[str, ...] = ()
@@ -202,6 +207,11 @@ class Policy:
     def to_dict(self) -> dict[str, Any]:
         return _canonical(self._spec)
 
+    def citation_gate(self, tool: str) -> CitationGate | None:
+        """The citation gate of ``tool`` (rule id and thresholds), or ``None`` when it has none."""
+        rule = self.tools.get(tool)
+        return citation_gate(tool, rule, self._spec) if rule is not None else None
+
     # ------------------------------------------------------------------ decisions
 
     def evaluate(
@@ -247,6 +257,7 @@ class Policy:
         extra = arg_matches(t, rule.args, action, include_shadow=include_shadow)
         extra += predicate_matches(t, preds, action)
         extra += context_matches(t, rule.context, action)
+        extra += provenance_matches(t, rule, action, spec)
         if rule.mode == "read_only_sql" and t in self._sql:
             extra += sql_matches(t, self._sql[t], action)
         # the fallback "allowed, no limit applies" holds only when no other rule fired

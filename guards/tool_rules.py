@@ -1,11 +1,13 @@
 """The built-in per-tool rules: the article's keys, plus risk-tier defaults.
 
 ``tool_rule_result`` returns every ``RuleMatch`` that fired for one action, in file order
-(``allowed``, amounts, citation, fields, SQL mode, row-level security, approval), and,
+(``allowed``, amounts, citation gate, fields, SQL mode, row-level security, approval), and,
 separately, the fallback ``tools.<t>.allowed`` allow that holds when none did (and no other
 rule fires either). ``tool_rule_matches`` is the two together, as before. A limit that comes from the tool's risk
 tier carries the tier's rule id (``tiers.<tier>.<key>``); the tool's own carries
-``tools.<t>.<key>``.
+``tools.<t>.<key>``. The citation gate (``guards.citations``) answers to
+``tools.<t>.require_citation`` or ``tiers.<tier>.require_citation`` when the flag turns it on,
+else to ``tools.<t>.citation``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tether.guards.citations import citation_gate, gate_failure
 from tether.guards.decisions import RuleMatch
 from tether.guards.policy_file import PolicyFile, ToolRuleSection
 
@@ -77,13 +80,9 @@ def tool_rule_result(a: ActionRequest, rule: ToolRule, spec: PolicyFile) -> Tool
         add("allowed", "deny", f"'{a.tool}' is disabled by the policy (allowed: false)")
     cap, over = _limit(rule, spec, "max_amount_usd"), _limit(rule, spec, "require_approval_over_usd")
     _amount_rules(a, rule, cap, over, add)
-    if (cite := _flag(rule, spec, "require_citation")) is not None:
-        if not a.citations:
-            add(cite, "deny", "the call cites no evidence; cite a retrieved policy")
-        else:
-            unknown = sorted(set(a.citations) - a.retrieved_evidence)
-            if unknown:
-                add(cite, "deny", f"cited evidence was not retrieved in this run: {', '.join(unknown)}")
+    gate = citation_gate(a.tool, rule, spec)
+    if gate is not None and (why := gate_failure(a, gate)) is not None:
+        add(gate.rule_id, "deny", why)
     if rule.allowed_fields is not None:
         bad = sorted(set(a.fields or ()) - set(rule.allowed_fields))
         if bad:

@@ -7,6 +7,7 @@ retriever; every hit is returned as an ``Evidence`` value the agent must cite.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -94,6 +95,7 @@ class KnowledgeBase:
         if not self._passages:
             raise ValueError("a knowledge base needs at least one passage")
         self._retriever: Any = None
+        self._lock = threading.Lock()
 
     def _bm25(self) -> Any:
         """The LlamaIndex BM25 retriever, built on the first search (importing it is slow)."""
@@ -104,7 +106,7 @@ class KnowledgeBase:
             nodes: list[BaseNode] = [
                 TextNode(id_=p.evidence_id, text=f"{p.title}. {p.text}") for p in self._passages.values()
             ]
-            # Rank every passage so ``top_k`` above 3 is honoured (``search`` slices the head).
+            # ``search`` sets ``similarity_top_k`` per query, so any ``top_k`` is honoured.
             self._retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes))
         return self._retriever
 
@@ -122,8 +124,15 @@ class KnowledgeBase:
         """Best passages for ``query``, highest score first; zero-score hits are dropped."""
         if not query.strip():
             return []
+        if top_k <= 0:
+            return []
+        retriever = self._bm25()
+        # Score every passage but materialise only the head: building thousands of hits is the cost.
+        with self._lock:
+            retriever.similarity_top_k = min(top_k, len(self._passages))
+            hits = retriever.retrieve(query)[:top_k]
         out: list[Evidence] = []
-        for hit in self._bm25().retrieve(query)[:top_k]:
+        for hit in hits:
             p = self._passages[hit.node.node_id]
             score = float(hit.score or 0.0)
             if score > 0:

@@ -20,7 +20,7 @@ from typing import Any
 from tether.retrieval.embeddings import load_embed_model, model_identity, require
 from tether.retrieval.knowledge import Evidence, Passage, read_passages
 
-__all__ = ["DEFAULT_COLLECTION", "SyncReport", "VectorKnowledgeBase"]
+__all__ = ["DEFAULT_COLLECTION", "SyncReport", "VectorKnowledgeBase", "open_collection"]
 
 DEFAULT_COLLECTION = "tether-kb"
 _HASH_KEY = "content_hash"
@@ -61,6 +61,25 @@ def _node(p: Passage, digest: str) -> Any:
     )
 
 
+def open_collection(client: Any, name: str, model_id: str) -> tuple[Any, bool]:
+    """The cosine collection ``name``, dropped first if it holds vectors from another model
+    (their dimensions and meaning differ); ``True`` when it was dropped."""
+    meta = {_MODEL_KEY: model_id}
+    rebuilt = False
+    if name in {c if isinstance(c, str) else c.name for c in client.list_collections()}:
+        old = client.get_collection(name, embedding_function=None)
+        if (old.metadata or {}).get(_MODEL_KEY) != model_id:
+            client.delete_collection(name)
+            rebuilt = True
+    col = client.get_or_create_collection(
+        name,
+        metadata=meta,
+        configuration={"hnsw": {"space": "cosine"}},
+        embedding_function=None,  # vectors always come from LlamaIndex, never Chroma's default model
+    )
+    return col, rebuilt
+
+
 class VectorKnowledgeBase:
     """Semantic search over passages with the ``KnowledgeBase`` contract (``search``/``get``/``len``)."""
 
@@ -97,21 +116,7 @@ class VectorKnowledgeBase:
 
     @staticmethod
     def _open_collection(client: Any, name: str, model_id: str) -> tuple[Any, bool]:
-        """The collection, dropped first if it holds vectors from another model (dimensions differ)."""
-        meta = {_MODEL_KEY: model_id}
-        rebuilt = False
-        if name in {c if isinstance(c, str) else c.name for c in client.list_collections()}:
-            old = client.get_collection(name, embedding_function=None)
-            if (old.metadata or {}).get(_MODEL_KEY) != model_id:
-                client.delete_collection(name)
-                rebuilt = True
-        col = client.get_or_create_collection(
-            name,
-            metadata=meta,
-            configuration={"hnsw": {"space": "cosine"}},
-            embedding_function=None,  # vectors always come from LlamaIndex, never Chroma's default model
-        )
-        return col, rebuilt
+        return open_collection(client, name, model_id)
 
     def _diff(self, col: Any) -> tuple[list[str], list[Passage]]:
         """Record ids to delete, and passages to (re-)embed, by comparing content hashes."""

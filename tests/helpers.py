@@ -37,7 +37,7 @@ ORDER_TEXT = "Tell me about my order O-20417"
 ACCOUNT_TEXT = "Please update my phone number"
 OTHER_TEXT = "hello there"
 KETTLE_ORDER = "O-20417"
-REFUND_EVIDENCE = "KB-REFUND@v3#p1"
+REFUND_EVIDENCE = "KB-REFUND@v3#54f9cf3e"
 SCRIPTED_MODEL_ID = "offline:support-v1"
 """The scripted model is billed as the offline support model (it needs a price)."""
 

@@ -279,6 +279,8 @@ REQUEST_TEXTS = [
     "Show me the orders of customer C-1043",
     "What did I order last month?",
     "Please update my phone, email and credit limit",
+    # contact values the plausible calls use: the policy takes new contact details only from the request
+    "Please update my phone to +1-555-0100, my email to d@example.com and my address to 1 Main St",
     "What is your warranty policy?",
     "hello",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from helpers import REFUND_EVIDENCE
 
-from tether.agents.support.desk import SupportDesk, open_knowledge_base, world_path
+from tether import KnowledgeStore
+from tether.agents.support.desk import KB_DIR, SupportDesk, open_knowledge_base, world_path
 from tether.config import Home
 from tether.errors import ConfigError
 from tether.models import ModelConfig
@@ -30,7 +32,7 @@ def test_refund_cites_policy_retrieved_from_chroma(
         ]
     assert r.status == "resolved"
     assert executed and all(c.startswith("KB-") for c in executed[0].evidence)
-    assert (home.root / "index").is_dir()  # the embedded, persistent Chroma index lives in $TETHER_HOME
+    assert (home.root / "kb" / "support" / "chroma").is_dir()  # embedded, persistent Chroma in $TETHER_HOME
     with sqlite3.connect(world_path(home)) as db:
         (cited,) = db.execute(
             "SELECT evidence FROM refunds WHERE idempotency_key LIKE ?", (f"{kind}:%",)
@@ -42,6 +44,17 @@ def test_semantic_search_finds_what_keywords_miss(home: Home) -> None:
     kb = open_knowledge_base("vector", home)
     hits = kb.search("my package went missing")
     assert hits and hits[0].doc_id == "KB-SHIP"
+
+
+def test_the_desk_kb_is_the_shipped_files_ingested_on_first_use(home: Home) -> None:
+    kb = open_knowledge_base("bm25", home)
+    assert isinstance(kb, KnowledgeStore) and kb.mode == "bm25"
+    assert kb.last_report is not None and kb.last_report.documents_added == len(list(KB_DIR.glob("*.md")))
+    assert {d.doc_id for d in kb.documents()} == {"KB-REFUND", "KB-SHIP", "KB-WARRANTY", "KB-PRIVACY"}
+    [hit, *_] = kb.search("refund for a damaged item")
+    assert hit.evidence_id == REFUND_EVIDENCE and hit.source == "refund-policy.md" and hit.trust == "internal"
+    again = open_knowledge_base("bm25", home)
+    assert again.last_report is not None and not again.last_report.changed
 
 
 def test_unknown_retrieval_setting_is_refused(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:

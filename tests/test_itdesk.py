@@ -51,6 +51,8 @@ _TABLES = {
     "devices": "SELECT id, status FROM mfa_devices",
     "changes": "SELECT tool, person_id, target, idempotency_key FROM changes",
     "tickets": "SELECT person_id FROM tickets",
+    "outbox": "SELECT kind, to_addr FROM outbox",
+    "recovery": "SELECT id, recovery_email FROM people",
 }
 
 
@@ -190,6 +192,8 @@ def test_mfa_reset(tmp_path: Path) -> None:
     p, diff, _ = run_scenario(tmp_path, "mfa_reset")
     assert diff["devices"] == ({("D-3002", "reset")}, {("D-3002", "active")})
     assert len(diff["changes"][0]) == 1 and len(executed(p.rows, "reset_mfa")) == 1
+    # one enrolment link, to the directory email (no deliver_to was given)
+    assert diff["outbox"] == ({("enrolment_link", "gus.ortega@corp.example")}, set())
 
 
 def test_mfa_twice(tmp_path: Path) -> None:
@@ -236,6 +240,14 @@ def test_revoke_as_security(tmp_path: Path) -> None:
     assert {r.principal for r in p.rows} == {"security"}
     assert diff["memberships"] == (set(), {("P-1005", "payroll")})
     assert len(diff["changes"][0]) == 1
+
+
+def test_recovery_unverified(tmp_path: Path) -> None:
+    p, diff, home = run_scenario(tmp_path, "recovery_unverified")
+    assert rules(p, "update_recovery_email") == ["tools.update_recovery_email.context.identity_verified"]
+    assert "verify your identity" in str(p.result.outcome) and diff == {}
+    with sqlite3.connect(world_path(home)) as db:
+        assert db.execute("SELECT recovery_email FROM people WHERE id='P-1002'").fetchone() == ("bea.home@mail.example",)
 
 
 def test_lookup(tmp_path: Path) -> None:
@@ -337,7 +349,7 @@ def test_workflows_json_lists_itdesk(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     found = {w["name"]: w for w in json.loads(proc.stdout)}
     assert "itdesk" in found
-    assert set(found["itdesk"]["routes"]) == {"access", "mfa", "lookup", "other"}
+    assert set(found["itdesk"]["routes"]) == {"access", "mfa", "account", "ticket", "policy", "lookup", "other"}
     assert "grant_group" in found["itdesk"]["tools"]
 
 

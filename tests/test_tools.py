@@ -607,7 +607,10 @@ def test_describe_feeds_the_policy_what_the_call_means(tools: Toolset) -> None:
     assert decide("issue_refund", refund(18, citation_ids=["KB-SHIP@v2#p1"])) == (
         "tools.issue_refund.require_citation"
     )
-    assert decide("update_crm_record", {"fields": {"phone": "+1"}}) == "tools.update_crm_record.allowed"
+    # the shipped policy takes a new phone number only from the user's own words
+    assert decide("update_crm_record", {"fields": {"phone": "+1"}}) == (
+        "tools.update_crm_record.provenance.fields.phone"
+    )
     assert decide("update_crm_record", {"fields": {"credit_limit_usd": "5000"}}) == (
         "tools.update_crm_record.allowed_fields"
     )

@@ -580,7 +580,7 @@ def test_crm_update_writes_only_allowed_fields(harness: Any, home: Home) -> None
         call("update_crm_record", {"fields": {"email": "dana@new.example"}}, "u_ok"),
         answer(),
     ])
-    h.start(ACCOUNT_TEXT)
+    h.start("Please update my email to dana@new.example")  # new contact details come from the request
     decided = {e.tool_call_id: (e.decision, e.rule_id) for e in h.events("proposed")}
     assert decided["u_mixed"] == ("deny", "tools.update_crm_record.allowed_fields")
     assert decided["u_empty"] == ("deny", "tools.update_crm_record.allowed_fields")

@@ -19,6 +19,7 @@ from typing import Any, Generic, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tether.guards.citations import CitationFact
 from tether.guards.context import RunContext, Subject
 from tether.guards.policy import ActionRequest
 
@@ -80,7 +81,7 @@ class ToolTraits:
     record_arg: str | None = None
     """Record id (or list of ids) the call reads or writes (policy: context rules per record)."""
     citations_arg: str | None = None
-    """Evidence ids the call cites (policy: require_citation)."""
+    """Evidence ids the call cites (policy: require_citation / citation; see ``guards.citations``)."""
     sql_arg: str | None = None
     """Free SQL text (policy: mode parameterized_only / read_only_sql)."""
 
@@ -111,11 +112,14 @@ def describe_action(
     *,
     evidence: frozenset[str] | None = None,
     run_total_usd: float = 0.0,
+    citation_facts: tuple[CitationFact, ...] = (),
 ) -> ActionRequest:
     """The one place a call becomes what the policy decides on.
 
     ``data`` are the validated arguments as JSON; ``context`` is the run so far (subject,
     principal, roles, earlier actions). ``evidence`` defaults to the context's.
+    ``citation_facts`` are what the workflow measured about the cited ids (see
+    ``guards.citations.measure_citations``); without them the gate checks retrieval only.
     """
     t = traits
     fields = data.get(t.fields_arg) if t.fields_arg else None
@@ -132,6 +136,7 @@ def describe_action(
         records=_ids(data.get(t.record_arg)) if t.record_arg else (),
         citations=_ids(data.get(t.citations_arg)) if t.citations_arg else (),
         retrieved_evidence=context.evidence if evidence is None else evidence,
+        citation_facts=citation_facts,
         principal=context.principal,
         roles=context.roles,
         args=dict(data),
@@ -229,10 +234,12 @@ class ToolSpec(Generic[A, R]):
                 hint=f"Call {self.name} again with arguments matching its schema.",
             )
 
-    def describe(self, args: A, context: RunContext, *, run_total_usd: float = 0.0) -> ActionRequest:
+    def describe(self, args: A, context: RunContext, *, run_total_usd: float = 0.0,
+                 citation_facts: tuple[CitationFact, ...] = ()) -> ActionRequest:
         """Validated arguments, as the policy sees them (see ``describe_action``)."""
         return describe_action(
-            self.name, self.traits, args.model_dump(mode="json"), context, run_total_usd=run_total_usd
+            self.name, self.traits, args.model_dump(mode="json"), context, run_total_usd=run_total_usd,
+            citation_facts=citation_facts,
         )
 
     def run(self, args: A, ctx: ToolContext[Any]) -> R:

@@ -97,6 +97,7 @@ RULES: dict[str, str] = {
     "mfa_rate_limit": f"{_M}.rate_limit",
     "mfa_unverified": f"{_M}.context.identity_verified",
     "revoke_as_helpdesk": "roles.helpdesk.tools",
+    "recovery_unverified": "tools.update_recovery_email.context.identity_verified",
 }
 """The rule each scenario shows (scenarios without an entry are allowed paths)."""
 
@@ -158,6 +159,10 @@ SCENARIOS: tuple[Scenario, ...] = (
              title="Security principal removing access: executed once",
              request="Please remove me from the payroll group, I moved to Operations.",
              expect=lambda r, rows: _only(rows, revoke_group=1)),
+    Scenario(key="recovery_unverified", subject="P-1002", principal="helpdesk",
+             title="Recovery email change without verification: denied by identity_verified, asked to verify",
+             request="Please change my recovery email to bea.new@mail.example.",
+             expect=_denied("update_recovery_email", RULES["recovery_unverified"], status="resolved")),
     Scenario(key="lookup", subject="P-1001", principal="helpdesk",
              title="Directory lookup of the requester's own entry",
              request="Who is my manager, and what am I a member of?",

@@ -1,8 +1,10 @@
 """The IT desk's deterministic offline models: stand-ins so the desk runs with no network.
 
 These are *not* language models. ``itdesk_router`` is a ``KeywordRouter`` over the desk's
-routes; ``OfflineItDeskModel`` follows a small playbook per route (verify, read, act, answer),
-reading the tool results it gets back, one call per turn. Both report token usage at a
+routes; ``OfflineItDeskModel`` picks a playbook from what the request asks (and the tools it was
+given), then follows it (verify, read the ticket or policy named, act, answer), reading the tool
+results it gets back, one call per turn. It takes people, addresses, groups and ids from the
+request text, as a model would: it does not second-guess them (the policy does). Both report token usage at a
 notional price, so budgets, pricing and the ledger behave as with a hosted model.
 """
 
@@ -30,6 +32,16 @@ _LAST4 = re.compile(r"\blast (?:4|four)\b\D{0,30}(\d{4})\b", re.IGNORECASE)
 _GROUP_WORDS = tuple(sorted((g[0] for g in GROUPS), key=len, reverse=True))
 _DEVICE_WORDS = ("phone", "tablet", "laptop", "security key")
 _REVOKE_WORDS = ("revoke", "remove me", "take me off", "drop my")
+_PERSON = re.compile(r"\bP-\d{4}\b")
+_TICKET = re.compile(r"\bTK-\d{4}\b")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_PHONE = re.compile(r"\+\d[\d-]{6,18}\d")
+_MFA_WORDS = re.compile(r"\b(?:mfa|2fa|two-factor|authenticator|enrol\w*|enroll\w*)\b", re.I)
+_RECOVERY = re.compile(r"\b(?:change|update|set|replace|switch)\b.{0,40}\brecovery\b", re.I)
+_SEND = re.compile(r"\b(?:send|e-?mail|mail|forward)\b", re.I)
+_GRANT = re.compile(r"\b(?:add|grant|access|join)\b", re.I)
+_DOCS = re.compile(r"\b(?:procedure|policy|policies|guide|how[- ]to|steps|catalogue|handbook)\b", re.I)
+_LOOKUP = re.compile(r"\b(?:who is|member of|look (?:me|up)|lookup|my details|directory|records?)\b", re.I)
 
 
 def itdesk_router() -> KeywordRouter:
@@ -37,8 +49,11 @@ def itdesk_router() -> KeywordRouter:
     return KeywordRouter(
         model_id=ROUTER_ID,
         keywords={
-            "mfa": ("mfa", "2fa", "two-factor", "authenticator"),
+            "mfa": ("mfa", "2fa", "two-factor", "authenticator", "enrolment", "enrollment"),
+            "account": ("recovery email", "recovery address", "access report", "my report"),
             "access": ("access", "add me", "grant", "revoke", "remove me", "join the"),
+            "ticket": ("ticket", "tk-"),
+            "policy": ("policy", "policies", "procedure", "catalogue", "how do i", "guide"),
             "lookup": ("who is", "member of", "look me up", "my details"),
         },
         default="other",
@@ -62,6 +77,14 @@ class _Turn:
     calls: list[tuple[str, dict[str, Any], dict[str, Any]]]
     """(tool, args, result payload), in order."""
     n: int
+    bound: frozenset[str] = frozenset()
+    """The tools this turn may call."""
+
+    @property
+    def target(self) -> str:
+        """The person the request is about: one it names, else the requester."""
+        hit = _PERSON.search(self.text)
+        return hit.group(0) if hit else self.subject
 
     def last(self, name: str) -> dict[str, Any] | None:
         return next((p for t, _, p in reversed(self.calls) if t == name), None)
@@ -82,7 +105,7 @@ def _payload(m: ToolMessage) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"status": "ok", "result": data}
 
 
-def _turn(messages: Sequence[BaseMessage]) -> tuple[str, _Turn]:
+def _turn(messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]] = ()) -> tuple[str, _Turn]:
     route, subject = "other", ""
     for m in messages:
         if isinstance(m, SystemMessage):
@@ -97,7 +120,8 @@ def _turn(messages: Sequence[BaseMessage]) -> tuple[str, _Turn]:
     calls = [(tc["name"], dict(tc["args"]), results.get(tc["id"] or "", {}))
              for t in turns for tc in t.tool_calls]
     text = str(messages[idx].content) if idx >= 0 else ""
-    return route, _Turn(text=text, subject=subject, calls=calls, n=len(turns) + 1)
+    bound = frozenset(str(t.get("function", {}).get("name")) for t in tools)
+    return route, _Turn(text=text, subject=subject, calls=calls, n=len(turns) + 1, bound=bound)
 
 
 class OfflineItDeskModel(OfflineChatModel):
@@ -106,9 +130,25 @@ class OfflineItDeskModel(OfflineChatModel):
     model_id: str = REASONING_ID
 
     def reply(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
-        route, turn = _turn(messages)
-        play: Callable[[_Turn], AIMessage] = {"access": _access, "mfa": _mfa, "lookup": _lookup}.get(route, _other)
-        return play(turn)
+        route, turn = _turn(messages, tools)
+        return _PLAYS.get(_intent(turn, route), _other)(turn)
+
+
+def _intent(t: _Turn, route: str) -> str:
+    """Which playbook the request asks for, among those whose tools this turn has."""
+    low, can = t.text.lower(), t.bound.__contains__
+    asks = (
+        ("mfa", _MFA_WORDS.search(low) and can("reset_mfa")),
+        ("recovery", _RECOVERY.search(low) and can("update_recovery_email")),
+        ("access", any(w in low for w in _REVOKE_WORDS) and can("revoke_group")),
+        ("access", (_GRANT.search(low) or _REQUEST.search(t.text)) and can("grant_group")),
+        ("report", _SEND.search(low) and can("send_report") and not _DOCS.search(low) and can("lookup_person")),
+        ("ticket", _TICKET.search(t.text) and can("get_ticket")),
+        ("policy", _DOCS.search(low) and can("search_policy")),
+        ("lookup", _LOOKUP.search(low) and can("lookup_person")),
+    )
+    found = next((name for name, yes in asks if yes), None)
+    return found or {"account": "report"}.get(route, route)
 
 
 # ---------------------------------------------------------------- playbook steps
@@ -149,6 +189,43 @@ def _verify_step(t: _Turn) -> AIMessage | None:
     return None
 
 
+def _prelude(t: _Turn) -> AIMessage | None:
+    """Before acting: verify (when details were given), read the ticket named, look up the policy."""
+    if (step := _verify_step(t)) is not None:
+        return step
+    if (tk := _TICKET.search(t.text)) and "get_ticket" in t.bound and t.last("get_ticket") is None:
+        return t.call("get_ticket", {"ticket_id": tk.group(0)})
+    if _DOCS.search(t.text) and "search_policy" in t.bound and t.last("search_policy") is None:
+        return t.call("search_policy", {"query": _query(t.text)})
+    return None
+
+
+def _query(text: str) -> str:
+    return " ".join(text.split())[:300] or "policy"
+
+
+def _destination(t: _Turn, person: dict[str, Any] | None) -> str | None:
+    """Where the requester asked for something to go: an address they typed, or one on file."""
+    if hit := (_EMAIL.search(t.text) or _PHONE.search(t.text)):
+        return hit.group(0)
+    if person is None:
+        return None
+    if re.search(r"\brecovery\b", t.text, re.I):
+        return person.get("recovery_email")
+    if re.search(r"\b(?:sms|text me|phone on file)\b", t.text, re.I):
+        return person.get("phone")
+    return None
+
+
+def _needs_lookup(t: _Turn) -> bool:
+    return not (_EMAIL.search(t.text) or _PHONE.search(t.text)) and bool(
+        re.search(r"\b(?:recovery|sms|text me|phone on file)\b", t.text, re.I))
+
+
+def _who(t: _Turn) -> dict[str, str]:
+    return {} if t.target == t.subject else {"person_id": t.target}
+
+
 def _handoff(t: _Turn, reason: str, res: dict[str, Any]) -> AIMessage:
     if t.last("handoff_to_human") is None:
         summary = f"{t.subject} asked: {t.text[:300]!r}. The desk stopped: {_blocked(res)}"
@@ -172,7 +249,7 @@ def _access(t: _Turn) -> AIMessage:
     group = next((g for g in _GROUP_WORDS if re.search(rf"\b{re.escape(g)}\b", low)), None)
     if any(w in low for w in _REVOKE_WORDS):
         return _revoke(t, group)
-    if (step := _verify_step(t)) is not None:
+    if (step := _prelude(t)) is not None:
         return step
     req = _REQUEST.search(t.text)
     if req is None:
@@ -185,7 +262,7 @@ def _access(t: _Turn) -> AIMessage:
     group = group or str(info["result"]["group"])
     res = t.last("grant_group")
     if res is None:
-        return t.call("grant_group", {"person_id": t.subject, "group": group, "request_id": req.group(0)})
+        return t.call("grant_group", {"person_id": t.target, "group": group, "request_id": req.group(0)})
     return _after_write(t, res, f"Done: you are now in {group} (request {req.group(0)}).")
 
 
@@ -194,31 +271,106 @@ def _revoke(t: _Turn, group: str | None) -> AIMessage:
         return AIMessage(content="Which group should I remove you from?")
     res = t.last("revoke_group")
     if res is None:
-        return t.call("revoke_group", {"person_id": t.subject, "group": group, "reason": t.text[:200]})
+        return t.call("revoke_group", {"person_id": t.target, "group": group, "reason": t.text[:200]})
     return _after_write(t, res, f"Done: you are no longer in {group}.")
 
 
 def _mfa(t: _Turn) -> AIMessage:
-    if (step := _verify_step(t)) is not None:
+    if (step := _prelude(t)) is not None:
         return step
     reason = "lost or replaced device" if re.search(r"lost|new|replac|broke", t.text, re.I) else "requester asked"
     kinds = [k for k in _DEVICE_WORDS if k in t.text.lower()]
+    person = t.last("lookup_person")
+    if person is None and (len(kinds) >= 2 or _needs_lookup(t)):
+        return t.call("lookup_person", _who(t))
+    found = (person or {}).get("result") or {}
+    send = {"deliver_to": to} if (to := _destination(t, found)) else {}
     if len(kinds) < 2:  # one device named, or none: reset them all in one call
         res = t.last("reset_mfa")
         if res is None:
-            return t.call("reset_mfa", {"person_id": t.subject, "reason": reason})
+            return t.call("reset_mfa", {"person_id": t.target, "reason": reason, **send})
         return _after_write(t, res, f"Your MFA is reset; re-enroll with ticket {_ticket(res)}.")
-    person = t.last("lookup_person")
-    if person is None:
-        return t.call("lookup_person", {})
-    devices = {d["kind"]: d["id"] for d in person.get("result", {}).get("mfa_devices", [])}
+    devices = {d["kind"]: d["id"] for d in found.get("mfa_devices", [])}
     for kind in kinds:  # one reset per named device, one call per turn
         if kind in devices and not t.tried("reset_mfa", device_id=devices[kind]):
-            return t.call("reset_mfa", {"person_id": t.subject, "device_id": devices[kind], "reason": reason})
+            return t.call("reset_mfa", {"person_id": t.target, "device_id": devices[kind], "reason": reason, **send})
     done = [a["device_id"] for n, a, p in t.calls if n == "reset_mfa" and p.get("status") == "ok"]
     refused = [f"{a['device_id']} ({_why(p)})" for n, a, p in t.calls if n == "reset_mfa" and _blocked(p)]
     text = f"Reset MFA on {', '.join(done) or 'no device'}."
     return AIMessage(content=text + (f" Not reset: {', '.join(refused)}; ask IT for the rest." if refused else ""))
+
+
+def _recovery(t: _Turn) -> AIMessage:
+    if (step := _prelude(t)) is not None:
+        return step
+    if (hit := _EMAIL.search(t.text)) is None:
+        return AIMessage(content="Which address should become your recovery email?")
+    res = t.last("update_recovery_email")
+    if res is None:
+        return t.call("update_recovery_email", {"person_id": t.target, "recovery_email": hit.group(0)})
+    return _after_write(t, res, f"Done: your recovery email is now {hit.group(0)}.")
+
+
+def _report_body(t: _Turn, p: dict[str, Any]) -> str:
+    devices = ", ".join(f"{d['kind']} {d['id']}" for d in p.get("mfa_devices", [])) or "none"
+    body = (f"{p['name']} ({p['id']}, {p['department']}); manager: {p.get('manager_name') or 'none'}; "
+            f"groups: {', '.join(p.get('groups', [])) or 'none'}; MFA devices: {devices}")
+    if _EMPLOYEE.search(t.text) or re.search(r"employee (?:number|no|id)", t.text, re.I):
+        body += f"; employee number: {p['employee_number']}"
+    if re.search(r"\bphone\b", t.text, re.I):
+        body += f"; phone: {p['phone']}"
+    return body + "."
+
+
+def _report(t: _Turn) -> AIMessage:
+    if (step := _prelude(t)) is not None:
+        return step
+    person = t.last("lookup_person")
+    if person is None:
+        return t.call("lookup_person", _who(t))
+    if (why := _blocked(person)) is not None:
+        return AIMessage(content=f"I could not look that up: {why}")
+    p = person["result"]
+    to = _EMAIL.search(t.text)
+    address = to.group(0) if to else (p.get("recovery_email") if "recovery" in t.text.lower() else p["email"])
+    res = t.last("send_report")
+    if res is None:
+        return t.call("send_report", {"to": address, "subject": f"Access report for {p['name']}",
+                                      "body": _report_body(t, p)})
+    return _after_write(t, res, f"Sent the access report to {address}.")
+
+
+def _policy(t: _Turn) -> AIMessage:
+    res = t.last("search_policy")
+    if res is None:
+        return t.call("search_policy", {"query": _query(t.text)})
+    if (why := _blocked(res)) is not None:
+        return AIMessage(content=f"I could not search the policies: {why}")
+    found = (res.get("result") or {}).get("evidence", [])
+    if not found:
+        return AIMessage(content="I found nothing in the IT policies about that.")
+    to = _EMAIL.search(t.text)
+    if to and _SEND.search(t.text) and "send_report" in t.bound:
+        sent = t.last("send_report")
+        if sent is None:
+            body = " ".join(f"{e['text']} [{e['evidence_id']}]" for e in found)[:4000]
+            return t.call("send_report", {"to": to.group(0), "subject": str(found[0]["title"])[:200], "body": body})
+        return _after_write(t, sent, f"Sent {found[0]['title']} to {to.group(0)}.")
+    return AIMessage(content=" ".join(f"{e['text']} [{e['evidence_id']}]" for e in found[:2]))
+
+
+def _ticket_status(t: _Turn) -> AIMessage:
+    if _TICKET.search(t.text) is None:
+        return AIMessage(content="Which ticket is this about (its id looks like TK-4001)?")
+    if (step := _prelude(t)) is not None:
+        return step
+    res = t.last("get_ticket")
+    if res is None or (why := _blocked(res)) is not None:
+        return AIMessage(content=f"I could not find that ticket: {why if res else 'no result'}")
+    r = res["result"]
+    if r["person_id"] != t.subject:
+        return AIMessage(content=f"{r['id']} is not one of your tickets, so I cannot show it.")
+    return AIMessage(content=f"{r['id']} is {r['status']}: {r['subject']} ({len(r['comments'])} comment(s)).")
 
 
 def _ticket(res: dict[str, Any]) -> str:
@@ -228,7 +380,7 @@ def _ticket(res: dict[str, Any]) -> str:
 def _lookup(t: _Turn) -> AIMessage:
     res = t.last("lookup_person")
     if res is None:
-        return t.call("lookup_person", {})
+        return t.call("lookup_person", _who(t))
     if (why := _blocked(res)) is not None:
         return AIMessage(content=f"I could not look you up: {why}")
     p = res["result"]
@@ -237,5 +389,12 @@ def _lookup(t: _Turn) -> AIMessage:
 
 
 def _other(t: _Turn) -> AIMessage:
-    return AIMessage(content="I can grant or remove group access for approved requests, reset MFA, "
-                             "and look up your directory entry.")
+    return AIMessage(content="I can grant or remove group access for approved requests, reset MFA, change "
+                             "your recovery email, send your access report, check your tickets, answer "
+                             "policy questions and look up your directory entry.")
+
+
+_PLAYS: dict[str, Callable[[_Turn], AIMessage]] = {
+    "access": _access, "mfa": _mfa, "recovery": _recovery, "report": _report, "policy": _policy,
+    "ticket": _ticket_status, "lookup": _lookup,
+}

@@ -1,7 +1,10 @@
 """The IT desk's tools over the directory database.
 
-Read tools: lookup_person, verify_identity, get_access_request. Write tools: grant_group,
-revoke_group, reset_mfa, handoff_to_human (terminal). Each write runs in one transaction that
+Read tools: lookup_person, verify_identity, get_access_request, get_ticket, search_policy
+(yields citable evidence). Write tools: grant_group, revoke_group, reset_mfa (sends the
+enrolment link), update_recovery_email, send_report (mail that leaves the desk),
+handoff_to_human (terminal). Requests, tickets and a person's notes carry text other people
+wrote; the tools return it as it is (the policy's ``outputs`` say which fields those are). Each write runs in one transaction that
 first looks up ``ToolContext.idempotency_key`` in the ``changes`` audit log (a repeated call
 returns the recorded result, ``replayed=True``), and has a dry-run preview. The tools check
 their own invariants too (a request must match and be approved); the policy decides first.
@@ -18,7 +21,9 @@ from typing import Any
 from tether import HandOff, ToolContext, ToolError, Toolset, tool, write_transaction
 from tether.agents.itdesk.contracts import (
     AccessRequestInfo,
+    Comment,
     GetAccessRequestArgs,
+    GetTicketArgs,
     GrantArgs,
     GrantResult,
     HandoffArgs,
@@ -27,21 +32,30 @@ from tether.agents.itdesk.contracts import (
     LookupPersonArgs,
     MfaDevice,
     PersonInfo,
+    PolicySearchResult,
+    RecoveryEmailArgs,
+    RecoveryEmailResult,
     ResetMfaArgs,
     ResetMfaResult,
     RevokeArgs,
     RevokeResult,
+    SearchPolicyArgs,
+    SendReportArgs,
+    SendReportResult,
+    TicketInfo,
     VerifyIdentityArgs,
 )
+from tether.agents.itdesk.knowledge import DeskKnowledge
 
 __all__ = ["ItDeskResources", "build_itdesk_tools"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ItDeskResources:
-    """What the desk's tools work with: the directory database."""
+    """What the desk's tools work with: the directory database and the desk's knowledge."""
 
     db: sqlite3.Connection
+    knowledge: DeskKnowledge | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -114,9 +128,32 @@ def _request(db: sqlite3.Connection, request_id: str) -> AccessRequestInfo:
     if r is None:
         raise ToolError(code="request_not_found", message=f"no access request {request_id}",
                         hint="Ask the requester for the id of their access request.")
+    comments = db.execute("SELECT author, text, created_at FROM request_comments WHERE request_id=? ORDER BY id",
+                          (request_id,))
     return AccessRequestInfo(id=r["id"], person_id=r["person_id"], group=r["group_name"],
                              group_privileged=bool(r["privileged"]), status=r["status"],
-                             approved_by=r["approved_by"])
+                             approved_by=r["approved_by"], justification=r["justification"],
+                             comments=[Comment(author=c[0], text=c[1], at=c[2]) for c in comments])
+
+
+def _ticket_info(db: sqlite3.Connection, ticket_id: str) -> TicketInfo:
+    t = db.execute("SELECT * FROM service_tickets WHERE id=?", (ticket_id,)).fetchone()
+    if t is None:
+        raise ToolError(code="ticket_not_found", message=f"no service ticket {ticket_id}",
+                        hint="Ask the requester for their ticket id (it looks like TK-4001).")
+    comments = db.execute("SELECT author, text, created_at FROM ticket_comments WHERE ticket_id=? ORDER BY id",
+                          (ticket_id,))
+    return TicketInfo(id=t["id"], person_id=t["person_id"], subject=t["subject"], body=t["body"],
+                      status=t["status"], comments=[Comment(author=c[0], text=c[1], at=c[2]) for c in comments])
+
+
+def _send(db: sqlite3.Connection, ctx: Ctx, kind: str, to: str, subject: str, body: str) -> int:
+    """Put a message in the outbox (what the desk sends: enrolment links, reports)."""
+    cur = db.execute(
+        "INSERT INTO outbox (idempotency_key, run_id, kind, to_addr, subject, body, sent_at) VALUES (?,?,?,?,?,?,?)",
+        (ctx.idempotency_key, ctx.run_id, kind, to, subject, body, _now()),
+    )
+    return int(cur.lastrowid or 0)
 
 
 def _devices(db: sqlite3.Connection, person_id: str) -> list[MfaDevice]:
@@ -152,8 +189,19 @@ def _revoke_preview(args: RevokeArgs, ctx: Ctx) -> str:
 
 
 def _reset_preview(args: ResetMfaArgs, ctx: Ctx) -> str:
-    targets = _reset_targets(ctx.resources.db, args)
-    return f"reset MFA of {args.person_id} on {', '.join(targets) or 'no device'}; reason: {args.reason}"
+    db = ctx.resources.db
+    targets, to = _reset_targets(db, args), args.deliver_to or _person(db, args.person_id)["email"]
+    return (f"reset MFA of {args.person_id} on {', '.join(targets) or 'no device'}, enrolment link to {to}; "
+            f"reason: {args.reason}")
+
+
+def _recovery_preview(args: RecoveryEmailArgs, ctx: Ctx) -> str:
+    person = _person(ctx.resources.db, args.person_id)
+    return f"set the recovery email of {person['id']} from {person['recovery_email'] or 'none'} to {args.recovery_email}"
+
+
+def _report_preview(args: SendReportArgs, ctx: Ctx) -> str:
+    return f"send {args.subject!r} ({len(args.body)} characters) to {args.to}"
 
 
 def _handoff(args: HandoffArgs, result: HandoffResult) -> HandOff:
@@ -226,10 +274,35 @@ def _reset(args: ResetMfaArgs, ctx: Ctx) -> ResetMfaResult:
         for d in targets:
             db.execute("UPDATE mfa_devices SET status='reset' WHERE id=?", (d,))
         n = db.execute("SELECT COUNT(*) FROM changes WHERE tool='reset_mfa'").fetchone()[0]
-        detail = {"person_id": args.person_id, "devices_reset": targets, "enrollment_ticket": f"ENR-{5001 + n}"}
+        to = args.deliver_to or _person(db, args.person_id)["email"]
+        ticket = f"ENR-{5001 + n}"
+        _send(db, ctx, "enrolment_link", to, f"Re-enrol your MFA ({ticket})",
+              f"Open https://id.corp.example/enrol/{ticket} to enrol a new device for {args.person_id}.")
+        detail = {"person_id": args.person_id, "devices_reset": targets, "enrollment_ticket": ticket, "sent_to": to}
         change = _record(db, ctx, "reset_mfa", args.person_id, ",".join(targets) or "-",
                          {**detail, "reason": args.reason})
     return ResetMfaResult.model_validate({**detail, "change_id": change})
+
+
+def _set_recovery(args: RecoveryEmailArgs, ctx: Ctx) -> RecoveryEmailResult:
+    with _tx(ctx.resources.db) as db:
+        if (done := _replayed(db, ctx.idempotency_key)) is not None:
+            return RecoveryEmailResult.model_validate(done)
+        previous = _active(db, args.person_id)["recovery_email"]
+        db.execute("UPDATE people SET recovery_email=? WHERE id=?", (args.recovery_email, args.person_id))
+        detail = {"person_id": args.person_id, "recovery_email": args.recovery_email, "previous": previous}
+        change = _record(db, ctx, "update_recovery_email", args.person_id, args.recovery_email, detail)
+    return RecoveryEmailResult(**detail, change_id=change)
+
+
+def _report(args: SendReportArgs, ctx: Ctx) -> SendReportResult:
+    with _tx(ctx.resources.db) as db:
+        prior = db.execute("SELECT id, to_addr FROM outbox WHERE idempotency_key=? AND kind='report'",
+                           (ctx.idempotency_key,)).fetchone()
+        if prior is not None:
+            return SendReportResult(message_id=prior["id"], to=prior["to_addr"], replayed=True)
+        message = _send(db, ctx, "report", args.to, args.subject, args.body)
+    return SendReportResult(message_id=message, to=args.to)
 
 
 def _ticket(args: HandoffArgs, ctx: Ctx) -> HandoffResult:
@@ -253,11 +326,13 @@ def build_itdesk_tools() -> Toolset:
 
     @tool(name="lookup_person", subject_arg="person_id")
     def lookup_person(args: LookupPersonArgs, ctx: Ctx) -> PersonInfo:
-        """Look up the requesting employee: department, manager, groups and MFA devices."""
+        """Look up the requesting employee: contact details, manager, groups, MFA devices and notes."""
         db = ctx.resources.db
         p = _person(db, args.person_id or ctx.subject_id)
         manager = db.execute("SELECT name FROM people WHERE id=?", (p["manager_id"],)).fetchone()
-        return PersonInfo(id=p["id"], name=p["name"], email=p["email"], department=p["department"],
+        return PersonInfo(id=p["id"], name=p["name"], email=p["email"], recovery_email=p["recovery_email"],
+                          phone=p["phone"], employee_number=p["employee_number"], notes=p["notes"],
+                          department=p["department"],
                           status=p["status"], manager_id=p["manager_id"], manager_name=manager[0] if manager else None,
                           groups=_groups(db, p["id"]), mfa_devices=_devices(db, p["id"]))
 
@@ -268,8 +343,21 @@ def build_itdesk_tools() -> Toolset:
 
     @tool(name="get_access_request")
     def get_access_request(args: GetAccessRequestArgs, ctx: Ctx) -> AccessRequestInfo:
-        """Read an access request: who it is for, which group, its status and approver."""
+        """Read an access request: who it is for, which group, its status, approver and comments."""
         return _request(ctx.resources.db, args.request_id)
+
+    @tool(name="get_ticket")
+    def get_ticket(args: GetTicketArgs, ctx: Ctx) -> TicketInfo:
+        """Read a service ticket: who opened it, what they wrote, and the comments on it."""
+        return _ticket_info(ctx.resources.db, args.ticket_id)
+
+    @tool(name="search_policy", yields_evidence=True)
+    def search_policy(args: SearchPolicyArgs, ctx: Ctx) -> PolicySearchResult:
+        """Search the IT policies and procedures (access, MFA reset, groups, data handling). Cite evidence ids."""
+        if ctx.resources.knowledge is None:
+            raise ToolError(code="no_knowledge_base", message="this desk was built without a knowledge base",
+                            hint="Build the desk with itdesk_workflow(...), which opens its knowledge base.")
+        return PolicySearchResult(evidence=ctx.resources.knowledge.search(args.query))
 
     @tool(name="grant_group", effect="write", record_arg="person_id", preview=_grant_preview)
     def grant_group(args: GrantArgs, ctx: Ctx) -> GrantResult:
@@ -286,10 +374,21 @@ def build_itdesk_tools() -> Toolset:
         """Reset a person's MFA (one device, or all of them) and open a re-enrollment ticket."""
         return _reset(args, ctx)
 
+    @tool(name="update_recovery_email", effect="write", record_arg="person_id", preview=_recovery_preview)
+    def update_recovery_email(args: RecoveryEmailArgs, ctx: Ctx) -> RecoveryEmailResult:
+        """Change a person's recovery email (where account-recovery links go)."""
+        return _set_recovery(args, ctx)
+
+    @tool(name="send_report", effect="write", preview=_report_preview)
+    def send_report(args: SendReportArgs, ctx: Ctx) -> SendReportResult:
+        """Email a report (e.g. the requester's access summary) to an address. The mail leaves the desk."""
+        return _report(args, ctx)
+
     @tool(name="handoff_to_human", effect="write", terminal=_handoff)
     def handoff_to_human(args: HandoffArgs, ctx: Ctx) -> HandoffResult:
         """Hand the request to a human IT engineer with a summary. Ends the run."""
         return _ticket(args, ctx)
 
-    return Toolset(tools=[lookup_person, verify_identity, get_access_request, grant_group, revoke_group,
-                          reset_mfa, handoff_to_human])
+    return Toolset(tools=[lookup_person, verify_identity, get_access_request, get_ticket, search_policy,
+                          grant_group, revoke_group, reset_mfa, update_recovery_email, send_report,
+                          handoff_to_human])

@@ -18,8 +18,7 @@ from tether import (
     EscalationAction,
     EvidenceSearch,
     Home,
-    HybridKnowledgeBase,
-    KnowledgeBase,
+    KnowledgeStore,
     Ledger,
     ModelConfig,
     Policy,
@@ -28,11 +27,11 @@ from tether import (
     RuntimeLimits,
     SecretResolver,
     Session,
-    VectorKnowledgeBase,
     Workflow,
     WorkflowSpec,
     load_chat_model,
 )
+from tether.agents.support.corpus import support_corpus
 from tether.agents.support.demo import SCENARIOS
 from tether.agents.support.models import REASONING_ID, ROUTER_ID, register_offline_models
 from tether.agents.support.tools import SupportResources, build_support_tools
@@ -68,6 +67,10 @@ SUPPORT_ROUTES: tuple[Route, ...] = (
           tools=("lookup_order", "run_sql_query", "handoff_to_human")),
     Route(name="policy_question", description="questions about shop policies (refunds, shipping, warranty)",
           tools=("search_policy", "handoff_to_human")),
+    Route(name="inbox", description="the customer's mail, tickets and account: read them and do what "
+          "the customer asks", tools=("read_messages", "get_ticket", "lookup_customer", "lookup_order",
+                                      "search_policy", "run_sql_query", "issue_refund", "update_crm_record",
+                                      "send_email", "handoff_to_human")),
     Route(name="other", description="anything else", tools=("search_policy", "handoff_to_human")),
 )
 CLOSINGS = {
@@ -133,6 +136,8 @@ WORKFLOW = WorkflowSpec(
     build=_build,
     policy_path=POLICY_PATH,
     scenarios=SCENARIOS,
+    corpus=support_corpus,
+    reasoning_model=REASONING_ID,
 )
 
 
@@ -147,14 +152,10 @@ def _retrieval_from_env() -> Retrieval:
 
 
 def open_knowledge_base(kind: Retrieval, home: Home) -> EvidenceSearch:
-    """The policy KB: BM25 (no extra), or LlamaIndex over an embedded Chroma index in
-    ``$TETHER_HOME/index`` (``vector``, ``hybrid``; needs the ``embeddings`` extra)."""
-    if kind == "bm25":
-        return KnowledgeBase.from_dir(KB_DIR)
-    persist = home.root / "index"
-    if kind == "vector":
-        return VectorKnowledgeBase.from_dir(KB_DIR, persist_dir=persist)
-    return HybridKnowledgeBase.from_dir(KB_DIR, persist_dir=persist)
+    """The policy KB: the shipped ``kb/`` files in the knowledge base ``$TETHER_HOME/kb/support/``,
+    ingested on first use and brought up to date on every open (only changed files are re-read).
+    ``vector`` and ``hybrid`` need the ``embeddings`` extra; without it the KB serves BM25."""
+    return KnowledgeStore.open(home, "support", source=KB_DIR, retrieval=kind)
 
 
 class SupportDesk(Session):

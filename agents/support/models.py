@@ -24,6 +24,10 @@ REASONING_ID = "offline:support-v1"
 _ORDER = re.compile(r"\bO-\d{5}\b")
 _MONEY = re.compile(r"\$\s?(\d+(?:\.\d{1,2})?)")
 _CUSTOMER = re.compile(r"\bC-\d{4}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,24}")
+_TICKET = re.compile(r"\bTK-\d{4}\b")
+_MESSAGE = re.compile(r"\bM-\d{4}\b")
 
 
 def support_router() -> KeywordRouter:
@@ -32,6 +36,8 @@ def support_router() -> KeywordRouter:
         model_id=ROUTER_ID,
         keywords={
             "refund": ("refund", "money back", "reimburse"),
+            "inbox": ("message", "inbox", "ticket", "my account", "email my", "email the", "send ", "forward",
+                      "reply"),
             "account_update": ("phone", "email", "address", "credit limit", "update my"),
             "order_history": ("order", "ordered", "purchase", "bought"),
             "policy_question": ("policy", "warranty", "shipping", "privacy", "how long"),
@@ -91,6 +97,7 @@ class OfflineSupportModel(OfflineChatModel):
             "account_update": _account,
             "order_history": _orders,
             "policy_question": _policy,
+            "inbox": _inbox,
         }.get(route, _other)
         return play(text, done, n)
 
@@ -114,14 +121,16 @@ def _refund(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
     if "search_policy" not in done:
         return _call("search_policy", {"query": "refund damaged defective item"}, n)
     evidence = done["search_policy"].get("result", {}).get("evidence", [])
-    cite = [evidence[0]["evidence_id"]] if evidence else []
+    cite = [e["evidence_id"] for e in evidence if e.get("trust", "internal") == "internal"][:1]
+    payout = _payout(text, done)
+    if payout is None and "lookup_customer" not in done:
+        return _call("lookup_customer", {}, n)
     if "issue_refund" not in done:
-        reason = "damaged item" if "damag" in text.lower() else "customer request"
-        return _call(
-            "issue_refund",
-            {"order_id": oid, "amount_usd": amount, "reason": reason, "citation_ids": cite},
-            n,
-        )
+        reason = "damaged item" if "damag" in text.lower() else "customer refund request"
+        args: dict[str, Any] = {"order_id": oid, "amount_usd": amount, "reason": reason, "citation_ids": cite}
+        if payout:
+            args["payout_account"] = payout
+        return _call("issue_refund", args, n)
     res = done["issue_refund"]
     if res.get("status") == "ok":
         r = res["result"]
@@ -142,6 +151,17 @@ def _refund(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
             n,
         )
     return AIMessage(content="I have handed this to a colleague who will follow up.")
+
+
+def _payout(text: str, done: dict[str, dict[str, Any]]) -> str | None:
+    """``""``: the original payment method; an IBAN; ``None``: the one on file, not looked up yet."""
+    if hit := _IBAN.search(text):
+        return hit.group(0).replace(" ", "")
+    if not re.search(r"payout account|account on file|iban on file", text, re.I):
+        return ""
+    if "lookup_customer" not in done:
+        return None
+    return str(done["lookup_customer"].get("result", {}).get("payout_iban") or "")
 
 
 _FIELD_WORDS = {
@@ -210,3 +230,121 @@ def _policy(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
 
 def _other(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
     return AIMessage(content="I can help with refunds, your orders, your contact details and our policies.")
+
+
+# ---------------------------------------------------------------- the inbox: mail, tickets, account
+
+
+def _result(done: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    r = done.get(name, {}).get("result")
+    return r if isinstance(r, dict) else {}
+
+
+def _reads(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """What the request asks to read first, in order."""
+    t = text.lower()
+    out: list[tuple[str, dict[str, Any]]] = []
+    if hit := _TICKET.search(text):
+        out.append(("get_ticket", {"ticket_id": hit.group(0)}))
+    if hit := _MESSAGE.search(text):
+        out.append(("read_messages", {"message_id": hit.group(0)}))
+    elif "message" in t or re.search(r"\breply\b|\bthe sender\b", t):
+        out.append(("read_messages", {}))
+    if re.search(r"account details|my details|my profile|contact details|phone|address|iban", t):
+        out.append(("lookup_customer", {}))
+    if (order := _ORDER.search(text)) and "refund" not in t:
+        if "item" in t:
+            out.append(("run_sql_query", {"template": "order_items", "params": {"order_id": order.group(0)}}))
+        else:
+            out.append(("lookup_order", {"order_id": order.group(0)}))
+    if re.search(r"\borders?\b.*\blast month\b", t) and not _CUSTOMER.search(text):
+        out.append(("run_sql_query", {"template": "orders_last_month"}))
+    return out
+
+
+def _policy_query(text: str, done: dict[str, dict[str, Any]]) -> str:
+    msgs = _result(done, "read_messages").get("messages") or []
+    return str(msgs[0]["subject"]) if msgs else text[:300]
+
+
+def _inbox(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
+    """Read what the request points at (mail, a ticket, the account, an order), then act on
+    what it asks (a refund, a contact change, an email), else summarise what was read."""
+    t = text.lower()
+    if "refund" in t and _ORDER.search(text) and _MONEY.search(text):
+        return _refund(text, done, n)
+    if _CUSTOMER.search(text) and "order" in t:
+        return _orders(text, done, n)
+    if re.search(r"\b(change|update|set|replace)\b", t) and any(w in t for w in _FIELD_WORDS):
+        return _account(text, done, n)
+    for name, args in _reads(text):
+        if name not in done:
+            return _call(name, args, n)
+    if "policy" in t and "search_policy" not in done:
+        return _call("search_policy", {"query": _policy_query(text, done)}, n)
+    if re.match(r"\s*(please\s+)?(send|e-?mail|forward|share)\b", t) or re.search(r"\breply\b", t):
+        return _send(text, done, n)
+    return AIMessage(content=_summary(done))
+
+
+def _recipient(text: str, done: dict[str, dict[str, Any]]) -> str | None:
+    if hit := re.search(r"\bto\s+(" + _EMAIL.pattern + ")", text):
+        return hit.group(1).rstrip(".")
+    msgs = _result(done, "read_messages").get("messages") or []
+    if msgs and re.search(r"\breply\b|\bthe sender\b|\bback to\b", text, re.I):
+        return str(msgs[0]["sender"])
+    return None
+
+
+def _send(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
+    if "send_email" in done:
+        res = done["send_email"]
+        if res.get("status") == "ok":
+            return AIMessage(content=f"Sent the email to {res['result']['to']}.")
+        return AIMessage(content=f"I could not send that email: {_blocked(res)}")
+    to = _recipient(text, done)
+    if to is None:
+        return AIMessage(content="Who should I send this to?")
+    t = text.lower()
+    lines: list[str] = []
+    msgs = _result(done, "read_messages").get("messages") or []
+    subject = f"Re: {msgs[0]['subject']}" if msgs and "reply" in t else "Your request"
+    if msgs and "reply" in t:
+        lines.append(f"Thank you, we received your message about {msgs[0]['subject']} and are on it.")
+    if re.search(r"phone|address|iban|details|record", t):
+        c = _result(done, "lookup_customer")
+        if not c:
+            return _call("lookup_customer", {}, n)
+        wanted = [("phone", "phone"), ("address", "shipping_address"), ("iban", "payout_iban"),
+                  ("details", "email")]
+        lines += [f"{k}: {c.get(k)}" for word, k in wanted if word in t or "details" in t or "record" in t]
+    if o := _result(done, "lookup_order"):
+        lines.append(f"Order {o['id']} placed {o['placed_at']}: {o['status']}, ${o['total_usd']:.2f}")
+    elif "order" in t:
+        rows = _result(done, "run_sql_query").get("rows")
+        if rows is None:
+            return _call("run_sql_query", {"template": "orders_last_month"}, n)
+        lines += [f"{r[0]} on {r[1]} ({r[2]}, ${r[3]:.2f})" for r in rows] or ["No orders last month."]
+    body = "\n".join(lines or ["Thank you for your message; we are looking into it."])
+    return _call("send_email", {"to": to, "subject": subject, "body": body}, n)
+
+
+def _summary(done: dict[str, dict[str, Any]]) -> str:
+    parts: list[str] = []
+    if msgs := _result(done, "read_messages").get("messages"):
+        parts.append(f"{len(msgs)} message(s); the latest, from {msgs[0]['sender']}: {msgs[0]['subject']}")
+    if tk := _result(done, "get_ticket"):
+        parts.append(f"ticket {tk['id']} ({tk['status']}): {tk['subject']}, {len(tk['comments'])} comment(s)")
+    if c := _result(done, "lookup_customer"):
+        parts.append(f"your contact details: {c['email']}, {c['phone']}, {c['shipping_address']}")
+    if o := _result(done, "lookup_order"):
+        parts.append(f"order {o['id']} is {o['status']} (${o['total_usd']:.2f})")
+    if rows := _result(done, "run_sql_query").get("rows"):
+        parts.append(f"{len(rows)} row(s): " + "; ".join(str(r[0]) for r in rows))
+    ev = _result(done, "search_policy").get("evidence") or []
+    if ev:
+        parts.append(f"policy: {ev[0]['text'][:200]} [{ev[0]['evidence_id']}]")
+    for name, p in done.items():
+        if (why := _blocked(p)) is not None:
+            parts.append(f"{name} was not available ({why})")
+    return ("Here is what I found: " + "; ".join(parts) + ".") if parts else "I found nothing to act on."

@@ -1,7 +1,8 @@
 """The support desk's tools, with typed contracts.
 
-Read tools: lookup_customer, lookup_order, search_policy, run_sql_query (named templates only).
-Write tools: issue_refund, update_crm_record, handoff_to_human. Every tool is scoped to the
+Read tools: lookup_customer, lookup_order, search_policy, run_sql_query (named templates only),
+read_messages, get_ticket. Write tools: issue_refund, update_crm_record, send_email,
+handoff_to_human (``inbox.py`` has the mail and ticket tools). Every tool is scoped to the
 customer the run acts for (``ToolContext.customer_id``), whatever the model asks. Write tools
 are idempotent on ``ToolContext.idempotency_key`` and have a dry-run preview.
 """
@@ -16,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tether import Evidence, EvidenceSearch, HandOff, ToolContext, ToolError, Toolset, tool, write_transaction
+from tether.agents.support.inbox import IBAN, build_inbox_tools, external_evidence, record_payout
 
 __all__ = ["SQL_TEMPLATES", "SupportResources", "build_support_tools"]
 
@@ -56,6 +58,10 @@ class CustomerInfo(_Result):
     email: str
     phone: str
     shipping_address: str
+    payout_iban: str = ""
+    """Where refunds may be paid out when not to the original payment method."""
+    account_note: str = ""
+    """Free text the customer (or anyone editing the profile) wrote."""
 
 
 class LookupOrderArgs(_Args):
@@ -70,6 +76,11 @@ class OrderLine(_Result):
     condition: str
 
 
+class OrderNote(_Result):
+    author: str
+    text: str
+
+
 class OrderInfo(_Result):
     id: str
     placed_at: str
@@ -79,6 +90,8 @@ class OrderInfo(_Result):
     refunded_usd: float
     refundable_usd: float
     items: list[OrderLine]
+    notes: list[OrderNote] = []
+    """Notes couriers and marketplace sellers left on the order."""
 
 
 class SearchPolicyArgs(_Args):
@@ -94,6 +107,10 @@ class RefundArgs(_Args):
     amount_usd: float = Field(gt=0, le=1_000_000)
     reason: str = Field(min_length=3, max_length=500)
     citation_ids: list[str] = Field(default_factory=list, description="Evidence ids relied on")
+    payout_account: str | None = Field(
+        default=None, pattern=IBAN,
+        description="IBAN to pay the refund to, when not the original payment method (no spaces)",
+    )
 
 
 class RefundResult(_Result):
@@ -199,7 +216,10 @@ def _order(db: sqlite3.Connection, order_id: str, customer_id: str) -> OrderInfo
             (order_id,),
         )
     ]
+    notes = [OrderNote(author=r["author"], text=r["text"]) for r in db.execute(
+        "SELECT author, text FROM order_notes WHERE order_id=? ORDER BY id", (order_id,))]
     return OrderInfo(
+        notes=notes,
         id=o["id"],
         placed_at=o["placed_at"],
         status=o["status"],
@@ -216,6 +236,7 @@ def _refund_preview(args: RefundArgs, ctx: ToolContext[SupportResources]) -> str
     return (
         f"refund ${args.amount_usd:.2f} on {o.id} (paid ${o.paid_usd:.2f}, already refunded "
         f"${o.refunded_usd:.2f}, refundable ${o.refundable_usd:.2f}); reason: {args.reason}"
+        + (f"; paid to {args.payout_account}" if args.payout_account else "")
     )
 
 
@@ -267,8 +288,10 @@ def build_support_tools() -> Toolset:
     def lookup_customer(args: LookupCustomerArgs, ctx: ToolContext[SupportResources]) -> CustomerInfo:
         """Look up the current customer's profile and contact details."""
         r = ctx.resources.db.execute(
-            "SELECT c.id, c.name, c.tier, k.email, k.phone, k.shipping_address FROM customers c"
-            " JOIN crm_contacts k ON k.customer_id = c.id WHERE c.id=?",
+            "SELECT c.id, c.name, c.tier, k.email, k.phone, k.shipping_address,"
+            " COALESCE(p.payout_iban, '') AS payout_iban, COALESCE(p.account_note, '') AS account_note"
+            " FROM customers c JOIN crm_contacts k ON k.customer_id = c.id"
+            " LEFT JOIN customer_profiles p ON p.customer_id = c.id WHERE c.id=?",
             (ctx.subject_id,),
         ).fetchone()
         if r is None:
@@ -286,8 +309,10 @@ def build_support_tools() -> Toolset:
 
     @tool(name="search_policy", yields_evidence=True)
     def search_policy(args: SearchPolicyArgs, ctx: ToolContext[SupportResources]) -> PolicySearchResult:
-        """Search the support policies (refund, shipping, warranty, privacy). Cite evidence ids."""
-        return PolicySearchResult(evidence=ctx.resources.kb.search(args.query))
+        """Search the support policies (refund, shipping, warranty, privacy) and partner help
+        pages (trust ``external``). Cite evidence ids."""
+        found = ctx.resources.kb.search(args.query) + external_evidence(ctx.resources.db, args.query)
+        return PolicySearchResult(evidence=found)
 
     @tool(
         name="issue_refund",
@@ -339,6 +364,7 @@ def build_support_tools() -> Toolset:
                     ctx.idempotency_key,
                 ),
             )
+            record_payout(db, refund_id, args.payout_account)
         return RefundResult(
             refund_id=refund_id,
             order_id=o.id,
@@ -432,5 +458,6 @@ def build_support_tools() -> Toolset:
             update_crm_record,
             run_sql_query,
             handoff_to_human,
+            *build_inbox_tools(),
         ]
     )

@@ -1,7 +1,10 @@
 """The support desk's business database: deterministic, generated from a fixed seed.
 
 Tables: customers, orders, order_items, payments, refunds, crm_contacts, support_tickets,
-world_meta. A few hundred rows from ``random.Random(WORLD_SEED)`` plus hand-written fixtures
+world_meta; and where third-party text arrives: inbound_messages (mail about a customer),
+customer_tickets with ticket_comments, order_notes (couriers, marketplace sellers),
+customer_profiles (payout account, account note), external_articles (partner help pages, an
+``external`` source for the policy search); writes: refund_payouts, outbox. A few hundred rows from ``random.Random(WORLD_SEED)`` plus hand-written fixtures
 for the demo customers. The world has its own calendar (``AS_OF``) so "last month" always
 means the same rows. ``ensure_world(path)`` creates the file once; tools write to that copy.
 """
@@ -19,7 +22,7 @@ __all__ = ["AS_OF", "WORLD_SEED", "connect_world", "ensure_world"]
 
 WORLD_SEED = 1042
 AS_OF = date(2026, 11, 15)
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE world_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,6 +53,28 @@ CREATE TABLE crm_changes (
 CREATE TABLE support_tickets (
   id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, summary TEXT NOT NULL, reason TEXT NOT NULL,
   created_at TEXT NOT NULL, idempotency_key TEXT UNIQUE);
+CREATE TABLE customer_profiles (
+  customer_id TEXT PRIMARY KEY REFERENCES customers(id), payout_iban TEXT NOT NULL,
+  account_note TEXT NOT NULL DEFAULT '');
+CREATE TABLE inbound_messages (
+  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, sender TEXT NOT NULL, received_at TEXT NOT NULL,
+  subject TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE customer_tickets (
+  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, subject TEXT NOT NULL, status TEXT NOT NULL,
+  opened_at TEXT NOT NULL);
+CREATE TABLE ticket_comments (
+  id INTEGER PRIMARY KEY, ticket_id TEXT NOT NULL REFERENCES customer_tickets(id), author TEXT NOT NULL,
+  body TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE order_notes (
+  id INTEGER PRIMARY KEY, order_id TEXT NOT NULL REFERENCES orders(id), author TEXT NOT NULL,
+  text TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE external_articles (
+  doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, version INTEGER NOT NULL, source TEXT NOT NULL,
+  updated_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE refund_payouts (refund_id TEXT PRIMARY KEY, account TEXT NOT NULL);
+CREATE TABLE outbox (
+  id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, to_addr TEXT NOT NULL, subject TEXT NOT NULL,
+  body TEXT NOT NULL, sent_at TEXT NOT NULL, idempotency_key TEXT UNIQUE);
 """
 
 _FIRST = [
@@ -207,6 +232,39 @@ def _generate(db: sqlite3.Connection, rng: random.Random) -> None:
                     )
 
 
+_MESSAGES = [
+    ("M-0001", "dana@example.com", "2026-11-12T09:14:00", "Cracked kettle lid",
+     "Hi, the kettle from order O-20417 arrived with a cracked lid. Could you help? Thanks, Dana"),
+    ("M-0002", "tracking@parcelpost.example", "2026-11-13T07:02:00", "Delivery update for O-20455",
+     "Your parcel O-20455 is out for delivery today between 9:00 and 13:00."),
+]
+_TICKETS = [
+    ("TK-7001", "C-1042", "Kettle lid cracked", "open", "2026-11-12",
+     [("dana@example.com", "The lid of the kettle is cracked; photo attached.")]),
+    ("TK-7002", "C-1043", "Grinder makes a rattling noise", "open", "2026-11-02",
+     [("c1043@example.com", "The burr grinder rattles at the finest setting.")]),
+    ("TK-7003", "C-1042", "Delivery of O-20455", "open", "2026-11-09",
+     [("courier-desk@parcelpost.example", "Parcel scanned at the Portland depot.")]),
+]
+
+
+def _third_party(db: sqlite3.Connection) -> None:
+    """Profiles for every customer, and the messages, tickets and notes of the demo customer."""
+    for (cid,) in db.execute("SELECT id FROM customers ORDER BY id").fetchall():
+        n = int(cid[2:])
+        iban = "DE44500105175407324931" if cid == "C-1042" else f"DE{10 + n % 89:02d}5001{n * 7919:010d}"
+        note = "Prefers contact by email." if cid == "C-1042" else ""
+        db.execute("INSERT INTO customer_profiles VALUES (?,?,?)", (cid, iban, note))
+    db.executemany("INSERT INTO inbound_messages VALUES (?,'C-1042',?,?,?,?)", _MESSAGES)
+    for tid, cid, subject, status, opened, comments in _TICKETS:
+        db.execute("INSERT INTO customer_tickets VALUES (?,?,?,?,?)", (tid, cid, subject, status, opened))
+        for author, body in comments:
+            db.execute("INSERT INTO ticket_comments (ticket_id, author, body, created_at) VALUES (?,?,?,?)",
+                       (tid, author, body, opened))
+    db.execute("INSERT INTO order_notes (order_id, author, text, created_at) VALUES "
+               "('O-20417','courier-desk@parcelpost.example','Delivered to the front porch.','2026-10-14')")
+
+
 def _build(db: sqlite3.Connection) -> None:
     db.executescript(_SCHEMA)
     db.executemany(
@@ -215,6 +273,7 @@ def _build(db: sqlite3.Connection) -> None:
     )
     _fixtures(db)
     _generate(db, random.Random(WORLD_SEED))
+    _third_party(db)
 
 
 def ensure_world(path: Path) -> Path:
