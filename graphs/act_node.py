@@ -19,11 +19,13 @@ from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
 
 from tether.errors import ToolError
+from tether.graphs.envelope import Enveloped, envelope
 from tether.graphs.faults import fault_point
 from tether.graphs.guard_nodes import GuardNodes
 from tether.graphs.messages import tool_reply
 from tether.graphs.state import Escalated, Halt, Proposal, WorkflowState
 from tether.guards.decisions import Deny, Escalate, EscalationAction, RequireApproval
+from tether.guards.screen import InjectionScreen
 from tether.retrieval.knowledge import Evidence
 from tether.tools.base import ToolContext, ToolSpec
 
@@ -150,7 +152,12 @@ class ActNode(GuardNodes):
         found: tuple[Evidence, ...] = ()
         if spec.yields_evidence:
             found = tuple(e for e in getattr(result, "evidence", []) if isinstance(e, Evidence))
-        self._event(state, config, event="executed", result=data,
+        wrapped = self._envelope(p.tool, data)
+        if wrapped.flags:
+            self._event(state, config, event="flagged", flags=wrapped.flags,
+                        detail=f"{len(wrapped.flags)} instruction-like field(s) in the output of {p.tool}",
+                        **{k: v for k, v in facts.items() if k not in ("args", "rule_id")})
+        self._event(state, config, event="executed", result=data, flags=wrapped.flags or None,
                     evidence=tuple(e.evidence_id for e in found), **facts)
         outcome = None
         if spec.terminal is not None:
@@ -159,8 +166,15 @@ class ActNode(GuardNodes):
             outcome = Escalated(action=EscalationAction.HANDOFF_TO_HUMAN, rule_id=f"tools.{p.tool}",
                                 reason=handoff.reason, summary=handoff.summary, ticket_id=handoff.ticket_id)
         return ActStep(proposal=p.model_copy(update={"status": "executed"}), result=data, evidence=found,
-                       reply=_reply(p, {"status": "ok", "result": data}), outcome=outcome,
+                       reply=_reply(p, wrapped.payload), outcome=outcome,
                        moved=_amount(spec, p))
+
+    def _envelope(self, tool: str, data: Any) -> Enveloped:
+        """The labelled, screened copy of a result the model sees (the raw one is kept)."""
+        content = self.policy.content
+        screen = self.screen or InjectionScreen.from_policy(self.policy)
+        return envelope(tool, data, screen=screen, outputs=self.policy.outputs(tool),
+                        on_flagged=content.on_flagged if content is not None else "quarantine")
 
     def _recheck(
         self, spec: ToolSpec[Any, Any], p: Proposal, state: WorkflowState, config: RunnableConfig

@@ -19,6 +19,7 @@ from tether.guards.decisions import EscalationAction
 from tether.guards.policy import ActionRequest, Policy
 from tether.guards.ratelimit import RuntimeLimits
 from tether.guards.relevance import LexicalRelevance, RelevanceScorer
+from tether.guards.screen import InjectionScreen
 from tether.guards.secret_refs import SecretResolver, redact_tool_data
 from tether.models import ModelPrice, price_for
 from tether.retrieval.hybrid import EvidenceSearch
@@ -86,6 +87,9 @@ class NodeBase:
     relevance: RelevanceScorer | None = None
     """Scores a cited passage against the call's stated reason for the citation gate
     (default: ``LexicalRelevance``; ``EmbeddingRelevance`` catches paraphrases)."""
+    screen: InjectionScreen | None = None
+    """Screens untrusted tool output for instruction-like text (default: built from the
+    policy's ``content`` section, with its classifier)."""
     knowledge: EvidenceSearch | None = None
     """Asked (``get``) whether an unretrieved cited id exists at all: ``foreign`` if it does,
     ``missing`` if not. Without it, the id's shape decides."""

@@ -38,12 +38,14 @@ from langgraph.graph.state import CompiledStateGraph
 from tether.errors import PolicyFileError, WorkflowError
 from tether.graphs.act_node import ActNode
 from tether.graphs.base import CLOSINGS, Route
+from tether.graphs.envelope import ENVELOPE_NOTICE
 from tether.graphs.messages import checkpoint_safe, route_tool, tool_reply
 from tether.graphs.state import Escalated, Halt, Memory, Resolved, TurnSummary, WorkflowState
 from tether.guards.budgets import Usage
 from tether.guards.context import Subject
 from tether.guards.context_checks import ToolShape, check_against_tools
 from tether.guards.decisions import EscalationAction
+from tether.guards.screen import InjectionScreen
 from tether.models import estimate_tokens, price_for
 
 __all__ = ["MEMORY_WINDOW", "Node", "Route", "Workflow"]
@@ -61,6 +63,8 @@ class Workflow(ActNode):
     """
 
     def __post_init__(self) -> None:
+        if self.screen is None:  # an unknown classifier fails here, when the workflow is built
+            object.__setattr__(self, "screen", InjectionScreen.from_policy(self.policy))
         if not self.routes:
             raise WorkflowError(workflow=self.name, reason="give at least one Route(name=..., tools=...)")
         names = [r.name for r in self.routes]
@@ -245,7 +249,8 @@ class Workflow(ActNode):
         memory = state.get("memory") or Memory()
         subject = state.get("subject")
         about = f"subject: {subject.id}\n" if subject is not None else ""
-        system = SystemMessage(f"{self.system_prompt}\nroute: {route}\n{about}" + memory.render())
+        system = SystemMessage(f"{self.system_prompt}\n{ENVELOPE_NOTICE}\nroute: {route}\n{about}"
+                               + memory.render())
         convo = [system, *state.get("messages", [])]
         price = price_for(self.model_id, self.prices)
         over = self.policy.budgets.check_before_model_call(

@@ -35,6 +35,7 @@ from tether.guards.decisions import (
     RuleMatch,
     combine,
 )
+from tether.guards.evidence_sections import ContentSection, OutputsSection
 from tether.guards.matchers import arg_matches, predicate_matches, sql_matches, sql_scope
 from tether.guards.policy_file import (
     EscalationSection,
@@ -206,6 +207,16 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         return _canonical(self._spec)
+
+    @property
+    def content(self) -> ContentSection | None:
+        """The ``content:`` section (injection screen, provenance depth), if the file has one."""
+        return self._spec.content
+
+    def outputs(self, tool: str) -> OutputsSection | None:
+        """The ``outputs:`` declaration of a read tool, if any."""
+        rule = self.tools.get(tool)
+        return rule.outputs if rule is not None else None
 
     def citation_gate(self, tool: str) -> CitationGate | None:
         """The citation gate of ``tool`` (rule id and thresholds), or ``None`` when it has none."""

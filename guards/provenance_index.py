@@ -45,7 +45,7 @@ _EXTRACTED = frozenset({"email", "url", "iban", "account", "phone", "amount", "r
 _PHRASED = frozenset({"recipient", "record_id"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Leaf:
     tool: str
     path: str
@@ -57,7 +57,7 @@ class Leaf:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Read:
     tool: str
     depth: int | None
@@ -163,7 +163,7 @@ class HistoryIndex:
         shape = self.shapes.get(tool)
         if shape is None:
             why = f"'{tool}' declares no outputs, so none of its fields vouch"
-            return Read(tool, None, False, why, False, declared=False)
+            return Read(tool=tool, depth=None, vouches=False, why=why, designated=False, declared=False)
         names = shape.outputs.selectors if shape.outputs.selectors is not None else tuple(args)
         values = [(n, v, g) for n in names for v in scalars(field_values(dict(args), n)) if (g := _generic(v))]
         designated = any(g in self.designated for _, _, g in values)
@@ -173,14 +173,14 @@ class HistoryIndex:
                 continue
             if g not in trusted:
                 why = f"that '{tool}' call was selected by {name}={v!r}, which no trusted source vouches for"
-                return Read(tool, None, False, why, designated)
+                return Read(tool=tool, depth=None, vouches=False, why=why, designated=designated)
             depth = max(depth, trusted[g])
         depth += 1
         if depth > self.limit:
             why = (f"that '{tool}' call is {depth} lookups from the user's request, deeper than the limit "
                    f"of {self.limit} (content.provenance_depth)")
-            return Read(tool, depth, False, why, designated)
-        return Read(tool, depth, True, "", designated)
+            return Read(tool=tool, depth=depth, vouches=False, why=why, designated=designated)
+        return Read(tool=tool, depth=depth, vouches=True, why="", designated=designated)
 
     def _walk(self, read: Read, data: Any) -> Iterator[Leaf]:
         shape = self.shapes.get(read.tool)
@@ -199,7 +199,7 @@ class HistoryIndex:
                 n += 1
                 role: Role = shape.role(field) if shape is not None else "undeclared"
                 secret = shape.secret(field) if shape is not None else False
-                yield Leaf(read.tool, path, field, role, secret, desig, read, node)
+                yield Leaf(tool=read.tool, path=path, field=field, role=role, secret=secret, designated=desig, read=read, value=node)
 
     def places(self, kind: str, canon: str) -> list[tuple[Leaf, bool]]:
         """Every result value holding the value ``canon``: (leaf, whole field?).

@@ -183,6 +183,11 @@ BUILTIN_RULES: Mapping[str, tuple[str, ...]] = {
         r"\b(?:data|records?|customers?|details|history|conversation|credentials|passwords?|tokens?|keys?|"
         r"secrets?|database|everything|pii|information|list|files?)\b[^.\n]{0,60}?\b(?:to|at)\s+"
         rf"(?:{_URL}|{_EMAIL}|[a-z0-9-]+\.(?:com|net|io|ru|xyz|org|info|biz|top)\b)",
+        # "reply to this message with the customer's orders": data sent back to whoever wrote it
+        r"\b(?:reply|respond|answer|write back)\b[^.\n]{0,40}?\b(?:with|including|containing|and (?:send|attach|include))\b"
+        r"[^.\n]{0,40}?\b(?:customer'?s?|their|his|her|all|the account'?s?|full)\b[^.\n]{0,30}?"
+        r"\b(?:orders?|records?|data|details|history|address(?:es)?|phone|emails?|accounts?|payments?|"
+        r"information|profile)\b",
         r"!\[[^\]]*\]\(\s*(?:https?:)?//[^)\s]*\?[^)\s]*=",
         r"<img[^>]+src\s*=\s*[\"']?(?:https?:)?//[^\"'\s>]*\?[^\"'\s>]*=",
     ),

@@ -661,7 +661,7 @@ def test_a_reused_tool_call_id_is_not_answered_with_another_calls_result(harness
                                       "call_0"), answer("first")],
                 by_request={"also need": [
                     calls(tc("search_policy", {"query": "refund damaged item"}, "s2")),
-                    call("issue_refund", {"order_id": "O-20388", "amount_usd": 10, "reason": "beans stale",
+                    call("issue_refund", {"order_id": "O-20388", "amount_usd": 10, "reason": "stale beans arrived damaged",
                                           "citation_ids": [REFUND_EVIDENCE]}, "call_0"),
                     answer("second")]})
     h.start(REFUND_TEXT)
