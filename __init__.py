@@ -104,8 +104,8 @@ __all__ = [
     "ApprovalRequest",
     "Approve",
     "Budgets",
-    "CitationFact",
     "BuildContext",
+    "CitationFact",
     "CompromisedChatModel",
     "ConfigError",
     "CorpusReport",
@@ -126,11 +126,11 @@ __all__ = [
     "InjectionCase",
     "InvalidDecision",
     "KeywordRouter",
-    "LexicalRelevance",
     "KnowledgeBase",
     "KnowledgeStore",
     "Ledger",
     "LedgerRow",
+    "LexicalRelevance",
     "ModelConfig",
     "ModelPrice",
     "OfflineChatModel",
@@ -205,6 +205,9 @@ if TYPE_CHECKING:
     from tether.errors import TetherError as TetherError
     from tether.errors import ToolError as ToolError
     from tether.errors import WorkflowError as WorkflowError
+    from tether.evals.injection import CorpusReport as CorpusReport
+    from tether.evals.injection import InjectionCase as InjectionCase
+    from tether.evals.injection import run_corpus as run_corpus
     from tether.evals.scenarios import executed as executed
     from tether.evals.scenarios import proposed_rules as proposed_rules
     from tether.graphs.base import Route as Route
@@ -235,19 +238,16 @@ if TYPE_CHECKING:
     from tether.guards.decisions import Escalate as Escalate
     from tether.guards.decisions import EscalationAction as EscalationAction
     from tether.guards.decisions import RequireApproval as RequireApproval
-    from tether.guards.relevance import EmbeddingRelevance as EmbeddingRelevance
-    from tether.guards.relevance import LexicalRelevance as LexicalRelevance
-    from tether.guards.relevance import RelevanceScorer as RelevanceScorer
     from tether.guards.policy import ActionRequest as ActionRequest
     from tether.guards.policy import Policy as Policy
     from tether.guards.predicates import PredicateRegistry as PredicateRegistry
     from tether.guards.predicates import policy_predicate as policy_predicate
     from tether.guards.provenance import ProvenanceFinding as ProvenanceFinding
     from tether.guards.ratelimit import RuntimeLimits as RuntimeLimits
+    from tether.guards.relevance import EmbeddingRelevance as EmbeddingRelevance
+    from tether.guards.relevance import LexicalRelevance as LexicalRelevance
+    from tether.guards.relevance import RelevanceScorer as RelevanceScorer
     from tether.guards.secret_refs import SecretResolver as SecretResolver
-    from tether.evals.injection import CorpusReport as CorpusReport
-    from tether.evals.injection import InjectionCase as InjectionCase
-    from tether.evals.injection import run_corpus as run_corpus
     from tether.models import CompromisedChatModel as CompromisedChatModel
     from tether.models import KeywordRouter as KeywordRouter
     from tether.models import ModelConfig as ModelConfig
