@@ -50,6 +50,7 @@ def package_data() -> set[str]:
     files = {"py.typed"}
     files |= {f"agents/support/{p.name}" for p in support.glob("*.yaml")}
     files |= {f"agents/support/kb/{p.name}" for p in (support / "kb").glob("*.md")}
+    files |= {f"agents/itdesk/kb/{p.name}" for p in (support.parent / "itdesk" / "kb").glob("*.md")}
     files |= {f"agents/itdesk/{p.name}" for p in (REPO / "agents" / "itdesk").glob("*.yaml")}
     return files
 
