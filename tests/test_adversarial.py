@@ -238,9 +238,9 @@ PLAUSIBLE_ARGS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
         {"template": "order_items", "params": {"order_id": SAMPLE_OTHER_ORDERS[0]}},
         {"template": "orders_last_month", "sql": "SELECT * FROM customers"},
     ]),
-    "update_crm_record": st.fixed_dictionaries({"fields": st.dictionaries(
-        st.sampled_from(["email", "phone", "shipping_address", "credit_limit_usd"]),
-        st.sampled_from(["+1-555-0100", "d@example.com", "1 Main St", "99999"]), min_size=1, max_size=2)}),
+    "update_crm_record": st.fixed_dictionaries({"fields": st.lists(st.sampled_from([
+        ("email", "d@example.com"), ("phone", "+1-555-0100"), ("shipping_address", "1 Main St"),
+        ("credit_limit_usd", "99999"), ("email", "+1-555-0100")]), min_size=1, max_size=2).map(dict)}),
     "handoff_to_human": st.just({"summary": "customer needs a human", "reason": "out of scope"}),
 }
 
