@@ -41,6 +41,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tether.guards.policy_sections import _floats as floats
+from tether.guards.policy_sections import tuples
+
 __all__ = [
     "DESTINATION_KINDS",
     "PROVENANCE_SOURCES",
@@ -73,23 +76,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _tuples(data: Any, *keys: str) -> Any:
-    if isinstance(data, dict):
-        data = dict(data)
-        for k in keys:
-            if isinstance(data.get(k), list):
-                data[k] = tuple(data[k])
-    return data
-
-
-def _floats(data: Any, *keys: str) -> Any:
-    if isinstance(data, dict):
-        data = dict(data)
-        for k in keys:
-            v = data.get(k)
-            if isinstance(v, int) and not isinstance(v, bool):
-                data[k] = float(v)
-    return data
+_tuples, _floats = tuples, floats
 
 
 class CitationSection(_Strict):
