@@ -515,6 +515,9 @@ def _parser() -> argparse.ArgumentParser:
     from tether.retrieval.cli import add_kb_commands
 
     add_kb_commands(sub)
+    from tether.evals.cli import add_eval_commands
+
+    add_eval_commands(sub)
     return p
 
 

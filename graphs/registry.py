@@ -94,6 +94,8 @@ class WorkflowSpec:
     ``bench/injection.py`` and the injection tests."""
     reasoning_model: str | None = None
     """The workflow's default reasoning model id (wrapped by the compromised model in the corpus)."""
+    suite: Path | None = None
+    """The workflow's regression suite file (``tether eval run <workflow name>`` runs it)."""
 
     def load_policy(self, policy: Policy | str | Path | None = None) -> Policy:
         if isinstance(policy, Policy):

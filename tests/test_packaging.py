@@ -52,6 +52,10 @@ def package_data() -> set[str]:
     files |= {f"agents/support/kb/{p.name}" for p in (support / "kb").glob("*.md")}
     files |= {f"agents/itdesk/kb/{p.name}" for p in (support.parent / "itdesk" / "kb").glob("*.md")}
     files |= {f"agents/itdesk/{p.name}" for p in (REPO / "agents" / "itdesk").glob("*.yaml")}
+    for desk in ("support", "itdesk"):
+        files |= {f"agents/{desk}/{p.name}" for p in (REPO / "agents" / desk).glob("*.jsonl")}
+    files |= {f"agents/support/canary/{p.name}" for p in (support / "canary").glob("*") if p.is_file()}
+    files |= {f"evals/{p.name}" for p in (REPO / "evals").glob("*.json")}
     return files
 
 
