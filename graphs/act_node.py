@@ -151,7 +151,7 @@ class ActNode(GuardNodes):
         self._after(p.tool, ok=True)
         found: tuple[Evidence, ...] = ()
         if spec.yields_evidence:
-            found = tuple(e for e in getattr(result, "evidence", []) if isinstance(e, Evidence))
+            found = tuple(e for e in getattr(result, "evidence", None) or () if isinstance(e, Evidence))
         wrapped = self._envelope(p.tool, data)
         if wrapped.flags:
             self._event(state, config, event="flagged", flags=wrapped.flags,
