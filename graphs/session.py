@@ -14,7 +14,7 @@ recorded; a different decision for an approval already decided raises ``Decision
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +100,12 @@ class Session:
         models: ModelConfig | None = None,
         principal: str | None = None,
         roles: tuple[str, ...] = (),
+        adapt: Callable[[Workflow], Workflow] | None = None,
     ) -> Session:
-        """Build a workflow by name (or spec) over ``home``'s ledger and checkpointer, and own them."""
+        """Build a workflow by name (or spec) over ``home``'s ledger and checkpointer, and own them.
+
+        ``adapt`` wraps the built workflow before it is compiled, e.g. fault injection or recording.
+        """
         spec = find_workflow(workflow) if isinstance(workflow, str) else workflow
         home = (home or Home.from_env()).ensure()
         with ExitStack() as stack:  # on any error below, what was opened is closed again
@@ -112,6 +116,8 @@ class Session:
             stack.callback(wf.close)
             if isinstance(workflow, str) and workflow != wf.name:  # found as module:attribute
                 wf = dataclasses.replace(wf, origin=workflow)
+            if adapt is not None:
+                wf = adapt(wf)
             saver = stack.enter_context(open_checkpointer(home.checkpoint_url))
             session = cls(workflow=wf, checkpointer=saver, principal=principal, roles=roles)
             session.home = home

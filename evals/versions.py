@@ -1,0 +1,57 @@
+"""What a built workflow runs: policy, prompt, models and tool schemas, each with a content hash.
+
+    workflow_versions(session.workflow, policy_path)
+    # {"policy": {"version": "sha256:…", "sha256": "…", "path": "…"},
+    #  "prompt": {"version": "support-v1", "sha256": "…"},
+    #  "models": {"router": "offline:router-v1", "reasoning": "offline:support-v1"},
+    #  "tools": {"issue_refund": {"schema_version": "1", "sha256": "…"}, …}}
+
+The policy ``version`` is the one the ledger records on every decision (``policy_version``);
+``sha256`` values are of the exact policy file text, the system prompt text, and each tool's
+model-facing schema as canonical JSON. Two runs with equal values ran the same configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tether.graphs.workflow import Workflow
+
+__all__ = ["sha256_text", "workflow_versions"]
+
+
+def sha256_text(text: str) -> str:
+    """Hex SHA-256 of ``text`` encoded as UTF-8."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _policy_file(workflow: Workflow, policy_path: str | Path | None) -> Path | None:
+    for candidate in (policy_path, workflow.policy.source):
+        if candidate is not None and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def workflow_versions(workflow: Workflow, policy_path: str | Path | None = None) -> dict[str, Any]:
+    """The versions and content hashes of ``workflow``'s policy, prompt, models and tools.
+
+    ``policy_path``: the policy file enforced (default: the file the policy was read from).
+    """
+    path = _policy_file(workflow, policy_path)
+    tools = {
+        t.name: {"schema_version": t.schema_version,
+                 "sha256": sha256_text(json.dumps(t.openai_schema(), sort_keys=True, separators=(",", ":")))}
+        for t in workflow.tools.tools
+    }
+    return {
+        "policy": {"version": workflow.policy.version,
+                   "sha256": sha256_text(path.read_text(encoding="utf-8")) if path is not None else None,
+                   "path": str(path) if path is not None else workflow.policy.source},
+        "prompt": {"version": workflow.prompt_version, "sha256": sha256_text(workflow.system_prompt)},
+        "models": {"router": workflow.router_model_id, "reasoning": workflow.model_id},
+        "tools": dict(sorted(tools.items())),
+    }
