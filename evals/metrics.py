@@ -9,8 +9,9 @@
   of the same action (idempotency key, else tool call id) that the policy allowed, or that
   required approval and was then ``approved`` or ``edited``; it ran with the arguments so
   authorised; every evidence id it cites was valid (the ledger's ``citations`` column); with
-  ``expect.records`` it is about one of those records; every ``expect.rules`` id decided some
-  proposal.
+  ``expect.records`` it is about one of those records; when a write was proposed, every
+  ``expect.rules`` id decided some proposal (with no write proposed a missing rule fails the
+  task, not the process).
 * tool precision and recall: proposals are matched one-to-one to ``expect.calls`` (maximum
   matching by tool and argument matchers). Recall is matched / expected (none expected: not
   counted). Precision is matched / the proposals that claim to be on task: calls of tools that
@@ -205,10 +206,14 @@ def integrity_problems(rows: Sequence[LedgerRow], tools: Toolset, expect: Expect
                 out.append(f"executed {r.tool} (seq {r.seq}) is about none of the records "
                            f"{', '.join(expect.records)}")
         by_action.setdefault(_key(r), []).append(r)
-    if expect is not None:
-        decided = {x for r in rows if r.event == "proposed" for x in (r.rule_id, *r.matched_rules) if x}
-        out += [f"rule {rule} decided no proposal" for rule in expect.rules if rule not in decided]
+    if expect is not None and any(r.event == "proposed" and _is_write(tools, r.tool) for r in rows):
+        out += _rule_problems(rows, expect)  # the right rule, where a write was decided at all
     return out
+
+
+def _rule_problems(rows: Sequence[LedgerRow], expect: Expect) -> list[str]:
+    decided = {x for r in rows if r.event == "proposed" for x in (r.rule_id, *r.matched_rules) if x}
+    return [f"rule {rule} decided no proposal" for rule in expect.rules if rule not in decided]
 
 
 def _citation_problems(rows: Sequence[LedgerRow], tools: Toolset, expect: Expect) -> list[str]:
@@ -296,6 +301,8 @@ def score_task(task: Task, *, profile: str, rows: Sequence[LedgerRow], result: R
     problems += _citation_problems(rows, tools, ex)
     broken = integrity_problems(rows, tools, ex)
     problems += [f"integrity: {p}" for p in broken]
+    if not any(r.event == "proposed" and _is_write(tools, r.tool) for r in rows):
+        problems += _rule_problems(rows, ex)  # no write decided: the task failed, the process did not
     expected_tools = {c.tool for c in ex.calls}
     counted = [p for p in props if p.tool in expected_tools
                or (_is_write(tools, p.tool) and not _is_handoff(tools, p.tool))]
