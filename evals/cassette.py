@@ -369,6 +369,7 @@ def finalise_cassette(path: str | Path) -> int:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("".join(line + "\n" for line in lines))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cassette is shared, like any source file
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -298,7 +298,7 @@ def _append(data: Any, path: list[str], text: str) -> Any:
 
 
 def _stale(result: BaseModel, days: float) -> BaseModel:
-    when = (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
+    when = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="seconds")  # a full timestamp: cassettes normalise it
     old = [e.model_copy(update={"updated_at": when}) if isinstance(e, Evidence) else e
            for e in getattr(result, "evidence", None) or []]
     return result.model_copy(update={"evidence": old})

@@ -128,4 +128,5 @@ WORKFLOW = WorkflowSpec(
     scenarios=SCENARIOS,
     corpus=itdesk_corpus,
     reasoning_model=REASONING_ID,
+    suite=_HERE / "suite.yaml",
 )

@@ -138,6 +138,7 @@ WORKFLOW = WorkflowSpec(
     scenarios=SCENARIOS,
     corpus=support_corpus,
     reasoning_model=REASONING_ID,
+    suite=_HERE / "suite.yaml",
 )
 
 
