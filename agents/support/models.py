@@ -2,8 +2,10 @@
 
 These are *not* language models. ``ROUTER`` is a ``KeywordRouter`` over the desk's routes;
 ``OfflineSupportModel`` follows a fixed playbook per route (look up, cite, act, answer),
-reading the tool results it gets back. Both report token usage at a notional price, so
-budgets, pricing and the ledger behave as with a real provider.
+reading the tool results it gets back. It honours its system prompt in one way: refunds cite
+policy evidence ids only when the system prompt asks to cite evidence (the desk's prompt
+does), so a prompt change that drops the instruction shows up in the evals. Both report token
+usage at a notional price, so budgets, pricing and the ledger behave as with a real provider.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,24}")
 _TICKET = re.compile(r"\bTK-\d{4}\b")
 _MESSAGE = re.compile(r"\bM-\d{4}\b")
+_CITE_ASKED = re.compile(r"\bcite\b[^.;\n]*\bevidence\b", re.I)
 
 
 def support_router() -> KeywordRouter:
@@ -84,20 +87,22 @@ class OfflineSupportModel(OfflineChatModel):
     model_id: str = REASONING_ID
 
     def reply(self, messages: list[BaseMessage], tools: list[dict[str, Any]]) -> AIMessage:
-        route = "other"
+        route, cites = "other", False
         for m in messages:
             if isinstance(m, SystemMessage) and (hit := re.search(r"route: (\w+)", str(m.content))):
                 route = hit.group(1)
+            if isinstance(m, SystemMessage) and _CITE_ASKED.search(str(m.content)):
+                cites = True
         text, results, turns = _last_request(messages)
         names = {tc["id"]: tc["name"] for t in turns for tc in t.tool_calls}  # providers may drop names
         done = {m.name or names.get(m.tool_call_id, ""): _payload(m) for m in results}
         n = len(turns) + 1
+        if route in ("refund", "inbox"):
+            return (_refund if route == "refund" else _inbox)(text, done, n, cites=cites)
         play: Callable[[str, dict[str, dict[str, Any]], int], AIMessage] = {
-            "refund": _refund,
             "account_update": _account,
             "order_history": _orders,
             "policy_question": _policy,
-            "inbox": _inbox,
         }.get(route, _other)
         return play(text, done, n)
 
@@ -108,7 +113,8 @@ def _blocked(p: dict[str, Any]) -> str | None:
     return None
 
 
-def _refund(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
+def _refund(text: str, done: dict[str, dict[str, Any]], n: int, *, cites: bool) -> AIMessage:
+    """Look up the order and the refund policy, then refund (citing the policy when ``cites``)."""
     order = _ORDER.search(text)
     money = _MONEY.search(text)
     if order is None or money is None:
@@ -121,7 +127,7 @@ def _refund(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
     if "search_policy" not in done:
         return _call("search_policy", {"query": "refund damaged defective item"}, n)
     evidence = done["search_policy"].get("result", {}).get("evidence", [])
-    cite = [e["evidence_id"] for e in evidence if e.get("trust", "internal") == "internal"][:1]
+    cite = [e["evidence_id"] for e in evidence if e.get("trust", "internal") == "internal"][:1] if cites else []
     payout = _payout(text, done)
     if payout is None and "lookup_customer" not in done:
         return _call("lookup_customer", {}, n)
@@ -267,12 +273,12 @@ def _policy_query(text: str, done: dict[str, dict[str, Any]]) -> str:
     return str(msgs[0]["subject"]) if msgs else text[:300]
 
 
-def _inbox(text: str, done: dict[str, dict[str, Any]], n: int) -> AIMessage:
+def _inbox(text: str, done: dict[str, dict[str, Any]], n: int, *, cites: bool) -> AIMessage:
     """Read what the request points at (mail, a ticket, the account, an order), then act on
     what it asks (a refund, a contact change, an email), else summarise what was read."""
     t = text.lower()
     if "refund" in t and _ORDER.search(text) and _MONEY.search(text):
-        return _refund(text, done, n)
+        return _refund(text, done, n, cites=cites)
     if _CUSTOMER.search(text) and "order" in t:
         return _orders(text, done, n)
     if re.search(r"\b(change|update|set|replace)\b", t) and any(w in t for w in _FIELD_WORDS):
