@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tether.config import Home
-from tether.errors import ConfigError
+from tether.errors import ApprovalError, ConfigError
 from tether.evals.faults import FaultLog, FaultProfile, apply_faults
 from tether.evals.metrics import Metric, TaskResult, aggregate, score_task
 from tether.evals.suite import Suite, Task, load_suite, resolve_suite
@@ -186,13 +186,17 @@ def _adapter(job: _Job, logs: list[FaultLog]) -> Callable[[Workflow], Workflow]:
     return adapt
 
 
-def _drive(s: Session, task: Task, thread: str, follow_ups: Sequence[str]) -> RunResult:
+def _drive(s: Session, task: Task, thread: str, follow_ups: Sequence[str], refused: list[str]) -> RunResult:
     decisions = list(task.decision_values)
     result: RunResult | None = None
     for text in (*task.requests, *follow_ups):
         result = s.run(text, thread_id=thread, subject=task.subject, designated=task.designated)
         while result.waiting_for and decisions:
-            result = s.decide(result.waiting_for[0].approval_id, decisions.pop(0))
+            try:
+                result = s.decide(result.waiting_for[0].approval_id, decisions.pop(0))
+            except ApprovalError as exc:  # refused, nothing recorded (e.g. an edit the policy denies):
+                refused.append(_message(exc))  # the approval stays pending; the next decision is tried
+                result = s.result(thread)
         if result.waiting_for:  # no decision left: the approval stays pending, the thread paused
             break
     assert result is not None
@@ -211,7 +215,7 @@ def _play_task(job: _Job) -> tuple[TaskResult, dict[str, Any] | None]:
     task, cfg = job.task, job.config
     name = task.workflow or ""
     home = Home(root=Path(cfg.work_dir) / job.profile / task.id)
-    thread, logs = f"eval-{task.id}", list[FaultLog]()
+    thread, logs, refused = f"eval-{task.id}", list[FaultLog](), list[str]()
     tools, rows, result, error, versions, seconds = Toolset(tools=()), [], None, None, None, 0.0
     try:
         shutil.rmtree(home.root, ignore_errors=True)
@@ -222,7 +226,7 @@ def _play_task(job: _Job) -> tuple[TaskResult, dict[str, Any] | None]:
             versions = workflow_versions(s.workflow, cfg.policy or _policy_path(name))
             t0 = time.perf_counter()
             try:
-                result = _drive(s, task, thread, logs[0].follow_ups if logs else ())
+                result = _drive(s, task, thread, logs[0].follow_ups if logs else (), refused)
             except Exception as exc:  # one task failing never stops the suite
                 error = _message(exc)
             if error is None and cfg.replay is not None:  # a reasoning-model miss ends as an escalation
@@ -239,6 +243,8 @@ def _play_task(job: _Job) -> tuple[TaskResult, dict[str, Any] | None]:
             shutil.rmtree(home.root, ignore_errors=True)
     scored = score_task(task, profile=job.profile, rows=rows, result=result, tools=tools, seconds=seconds,
                         error=error, faults_injected=sum(log.injected for log in logs))
+    if refused and not scored.success:  # say why the thread stayed paused
+        scored = dataclasses.replace(scored, problems=(*scored.problems, *(f"decision refused: {m}" for m in refused)))
     return scored, versions
 
 

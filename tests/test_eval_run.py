@@ -81,7 +81,7 @@ def test_observed_outcomes(results: SuiteResults) -> None:
     assert {k: v.observed for k, v in t.items()} == {
         "refund-small": "resolved", "refund-approved": "resolved", "refund-edited": "resolved",
         "refund-asked": "asked", "refund-too-big": "escalated", "credit-limit": "denied",
-        "phone-wrong": "resolved", "bad-edit": "error", "orders-down": "resolved"}
+        "phone-wrong": "resolved", "bad-edit": "asked", "orders-down": "resolved"}
     assert {k for k, v in t.items() if v.success} == CLEAN_OK
     assert not results.success
     small = t["refund-small"]
@@ -100,8 +100,10 @@ def test_failures_carry_their_problems(results: SuiteResults) -> None:
     t = _by_id(results)
     assert t["phone-wrong"].problems == ("outcome resolved, expected escalated",)
     bad = t["bad-edit"]
-    assert bad.status == "error" and bad.error is not None and "edited arguments are invalid" in bad.error
-    assert bad.problems[0].startswith("the run raised: approval A-")
+    assert bad.status == "awaiting_approval" and bad.error is None  # the refused edit was not recorded
+    assert bad.problems[0] == "outcome asked, expected resolved"
+    assert any(p.startswith("decision refused: approval A-") and "edited arguments are invalid" in p
+               for p in bad.problems)
     down = t["orders-down"]
     assert down.faults_injected >= 1 and down.tool_errors >= 1
 

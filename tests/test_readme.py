@@ -101,6 +101,19 @@ def _double_quoted_dollar(line: str) -> bool:
     return False
 
 
+def test_yaml_suite_blocks_load(tmp_path: Path) -> None:
+    """Every ```yaml block that holds ``tasks:`` loads as an eval suite."""
+    from tether.evals.suite import load_suite
+
+    found = [(src, line) for _, src, line in blocks("yaml") if re.search(r"^tasks:", src, re.M)]
+    assert found, "README.md shows no suite file"
+    for src, line in found:
+        path = tmp_path / f"suite-{line}.yaml"
+        path.write_text(src, encoding="utf-8")
+        suite = load_suite(path)
+        assert suite.tasks, f"README.md:{line}: the suite has no tasks"
+
+
 def test_readme_documents_command_lines() -> None:
     assert len(_command_lines()) >= 10
 
