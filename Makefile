@@ -13,7 +13,7 @@ $(BIN)/python:
 
 setup: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0  # the CPU build first, so nothing pulls a CUDA one
-	$(BIN)/pip install -q -e '.[dev,postgres,embeddings,reports]' --config-settings editable_mode=strict
+	$(BIN)/pip install -q -e '.[dev,postgres,embeddings,reports,langchain,mcp,tracing]' --config-settings editable_mode=strict
 
 demo: setup
 	$(BIN)/tether demo
