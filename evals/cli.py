@@ -6,7 +6,8 @@
     tether report [--since WHEN] [--slo FILE] [--html FILE]
 
 ``SUITE`` is a suite file (YAML or JSONL) or the name of a workflow that ships one. Every
-command takes ``--json``. Exit codes: 0 when everything passed, 1 when a task failed or a gate
+command takes ``--json``. Exit codes: 0 when everything passed, 1 when a task of the clean run
+failed (runs under ``--faults`` profiles are measured, not gated), a gate
 or SLO was breached, and 1 with a message on stderr for bad input (as every ``tether`` command).
 """
 
@@ -61,7 +62,7 @@ def add_eval_commands(sub: Any) -> None:
     r.add_argument("--task", action="append", metavar="ID", help="only this task (repeatable)")
     r.add_argument("--out", help="results file (default: $TETHER_HOME/evals/<suite>-<time>.json)")
     r.add_argument("--keep", action="store_true", help="keep each task's data directory")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar (shown only when stderr is a terminal)")
     c = add(ev, "compare", _compare, "compare two results files; exit 1 when a gate is breached")
     c.add_argument("baseline")
     c.add_argument("candidate")
