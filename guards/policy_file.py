@@ -61,6 +61,8 @@ from tether.guards.policy_sections import (
     SecretRefSection,
     SqlScopeSection,
     TierSection,
+    ToolContractKeys,
+    TraitsSection,
     tuples,
 )
 from tether.guards.predicates import PredicateRegistry
@@ -119,7 +121,7 @@ class AgentSection(_Strict):
         return data
 
 
-class ToolRuleSection(_Strict):
+class ToolRuleSection(ToolContractKeys):  # + effect, traits (wrapped tools)
     allowed: bool = False
     max_amount_usd: float | None = Field(default=None, ge=0)
     require_approval_over_usd: float | None = Field(default=None, ge=0)
@@ -288,6 +290,7 @@ _KNOWN_KEYS: dict[str, list[str]] = {
     "tools.*.args.*": _keys(ArgRule),
     "tools.*.predicates.*": _keys(PredicateRef),
     "tools.*.context.*": _keys(ContextRule),
+    "tools.*.traits": list(TraitsSection.model_fields),
     "tools.*.rate_limit": list(RateLimitSection.model_fields),
     "tools.*.circuit_breaker": list(CircuitBreakerSection.model_fields),
     "tools.*.sql": list(SqlScopeSection.model_fields),

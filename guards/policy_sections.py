@@ -10,7 +10,19 @@ All are optional; a file without them behaves exactly as before.
       financial: {require_citation: true}
       irreversible: {require_approval: true}
 
-Per tool: ``risk``, ``args``, ``predicates``, ``context``, ``rate_limit``,
+Per tool, for tools wrapped from LangChain or MCP (``tether.tools.adapters``,
+``tether.tools.mcp``), whose meaning cannot be declared in code: ``effect`` (``read`` or
+``write``) and ``traits`` (which argument is the amount, fields, subject, record, citations or
+SQL; see ``tether.tools.base.ToolTraits``):
+
+    tools:
+      pay_invoice:
+        allowed: true
+        effect: write
+        traits: {amount_arg: amount_usd, record_arg: invoice_id}
+        require_approval_over_usd: 100
+
+Also per tool: ``risk``, ``args``, ``predicates``, ``context``, ``rate_limit``,
 ``circuit_breaker``, ``sql`` (scope for ``mode: read_only_sql``), ``sensitive_fields`` and
 ``credentials`` (secret references, resolved by ``tether.guards.secrets``).
 
@@ -42,11 +54,21 @@ import difflib
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 __all__ = [
     "CONTEXT_KINDS",
     "EFFECTS",
+    "TOOL_EFFECTS",
+    "TRAIT_KEYS",
     "ArgRule",
     "CircuitBreakerSection",
     "ContextRule",
@@ -59,6 +81,9 @@ __all__ = [
     "SecretRefSection",
     "SqlScopeSection",
     "TierSection",
+    "ToolContractKeys",
+    "ToolEffect",
+    "TraitsSection",
     "tuples",
 ]
 
@@ -292,3 +317,63 @@ class SecretRefSection(_Strict):
     """``{secret: "env:NAME"}`` or ``{secret: "file:/path"}``; the value is never in the file."""
 
     secret: str = Field(pattern=r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$")
+
+
+ToolEffect = Literal["read", "write"]
+"""What a tool call does: ``read`` has no side effect, ``write`` changes something."""
+TOOL_EFFECTS: tuple[ToolEffect, ...] = ("read", "write")
+TRAIT_KEYS = ("amount_arg", "fields_arg", "subject_arg", "record_arg", "citations_arg", "sql_arg")
+
+
+class TraitsSection(_Strict):
+    """``tools.<t>.traits``: which argument of a wrapped tool means what to the policy.
+
+    Each value names an argument of the tool (checked when the tool is wrapped).
+    """
+
+    amount_arg: str | None = Field(default=None, min_length=1)
+    fields_arg: str | None = Field(default=None, min_length=1)
+    subject_arg: str | None = Field(default=None, min_length=1)
+    record_arg: str | None = Field(default=None, min_length=1)
+    citations_arg: str | None = Field(default=None, min_length=1)
+    sql_arg: str | None = Field(default=None, min_length=1)
+
+
+def _tool_effect(v: Any) -> Any:
+    if isinstance(v, str) and v in TOOL_EFFECTS:
+        return v
+    if v in EFFECTS:
+        raise ValueError(
+            f"a tool's effect is what the call does ({' or '.join(TOOL_EFFECTS)}), not a decision "
+            f"(got {v!r}). To refuse the tool write allowed: false; to ask a human, require_approval: true."
+        )
+    close = difflib.get_close_matches(str(v), TOOL_EFFECTS, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise ValueError(f"unknown tool effect {v!r}.{hint} Accepted: {', '.join(TOOL_EFFECTS)}.")
+
+
+class ToolContractKeys(_Strict):
+    """The keys of a tool rule that declare a wrapped tool's contract (``effect``, ``traits``).
+
+    Left out, they are left out of the policy's canonical form too, so a file without them
+    keeps its version.
+    """
+
+    effect: ToolEffect | None = None
+    """``read`` or ``write``; needed for an allowed tool wrapped from LangChain or MCP."""
+    traits: TraitsSection | None = None
+    """Which argument means what (amount, fields, subject, record, citations, SQL)."""
+
+    @field_validator("effect", mode="before")
+    @classmethod
+    def _effect(cls, v: Any) -> Any:
+        return None if v is None else _tool_effect(v)
+
+    @model_serializer(mode="wrap")
+    def _drop_unset(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for k in ("effect", "traits"):
+                if data.get(k) is None:
+                    data.pop(k, None)
+        return data
