@@ -11,6 +11,9 @@
     tether ledger show THREAD | verify [--anchor FILE] | anchor FILE | explain THREAD
     tether ledger export [--thread T] [-o FILE]
     tether kb ingest DIR | search 'QUERY' [--top N] | list   [--kb NAME]
+    tether eval run SUITE [--jobs N] [--faults P,...] | eval compare BASE CAND [--gates FILE]
+    tether report [--since 7d] [--slo FILE] [--html FILE]
+    tether versions [WORKFLOW] [--diff OTHER]    prompt, tools, policy, routes, models, prices
 
 Human-readable tables by default, ``--json`` for scripts (errors too: a JSON object on
 stderr). Exit codes: 0 success, 1 a tether error (the message says what to do) or a broken
@@ -515,6 +518,9 @@ def _parser() -> argparse.ArgumentParser:
     from tether.retrieval.cli import add_kb_commands
 
     add_kb_commands(sub)
+    from tether.evals.versions_cli import add_versions_command
+
+    add_versions_command(sub)
     from tether.evals.cli import add_eval_commands
 
     add_eval_commands(sub)

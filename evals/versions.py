@@ -4,7 +4,9 @@
     # {"policy": {"version": "sha256:…", "sha256": "…", "path": "…"},
     #  "prompt": {"version": "support-v1", "sha256": "…"},
     #  "models": {"router": "offline:router-v1", "reasoning": "offline:support-v1"},
-    #  "tools": {"issue_refund": {"schema_version": "1", "sha256": "…"}, …}}
+    #  "tools": {"issue_refund": {"schema_version": "1", "sha256": "…"}, …},
+    #  "routes": {"refund": {"tools": ["lookup_customer", …], "sha256": "…"}, …},
+    #  "prices": {"offline:support-v1": {"input_per_mtok": …, "output_per_mtok": …, "max_output_tokens": …}}}
 
 The policy ``version`` is the one the ledger records on every decision (``policy_version``);
 ``sha256`` values are of the exact policy file text, the system prompt text, and each tool's
@@ -54,4 +56,22 @@ def workflow_versions(workflow: Workflow, policy_path: str | Path | None = None)
         "prompt": {"version": workflow.prompt_version, "sha256": sha256_text(workflow.system_prompt)},
         "models": {"router": workflow.router_model_id, "reasoning": workflow.model_id},
         "tools": dict(sorted(tools.items())),
+        "routes": _routes(workflow),
+        "prices": _prices(workflow),
     }
+
+
+def _routes(workflow: Workflow) -> dict[str, Any]:
+    """Each route's offered tools, and a hash of what the router is shown (name, description, tools)."""
+    return {r.name: {"tools": list(r.tools),
+                     "sha256": sha256_text(json.dumps({"name": r.name, "description": r.description,
+                                                       "tools": list(r.tools)}, sort_keys=True))}
+            for r in workflow.routes}
+
+
+def _prices(workflow: Workflow) -> dict[str, Any]:
+    """USD per million tokens of the router and reasoning models (what the spend cap charges)."""
+    from tether.models import price_for
+
+    ids = sorted({workflow.router_model_id, workflow.model_id})
+    return {i: price_for(i, workflow.prices).model_dump(mode="json") for i in ids}

@@ -29,3 +29,11 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
         if o.get("output_type") == "error"
     ]
     assert not errors
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_outputs_are_stripped(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    kept = [i for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not kept, f"{path.name}: cells {kept} keep outputs; strip them (e.g. jupyter nbconvert --clear-output)"

@@ -54,6 +54,7 @@ def package_data() -> set[str]:
     files |= {f"agents/itdesk/{p.name}" for p in (REPO / "agents" / "itdesk").glob("*.yaml")}
     for desk in ("support", "itdesk"):
         files |= {f"agents/{desk}/{p.name}" for p in (REPO / "agents" / desk).glob("*.jsonl")}
+        files |= {f"agents/{desk}/prompts/{p.name}" for p in (REPO / "agents" / desk / "prompts").glob("*.md")}
     files |= {f"agents/support/canary/{p.name}" for p in (support / "canary").glob("*") if p.is_file()}
     files |= {f"evals/{p.name}" for p in (REPO / "evals").glob("*.json")}
     return files

@@ -30,6 +30,7 @@ from tether import (
     Workflow,
     WorkflowSpec,
     load_chat_model,
+    load_prompt,
 )
 from tether.agents.support.corpus import support_corpus
 from tether.agents.support.demo import SCENARIOS
@@ -52,12 +53,9 @@ __all__ = [
 _HERE = Path(__file__).parent
 POLICY_PATH = _HERE / "agent-policy.yaml"
 KB_DIR = _HERE / "kb"
-PROMPT_VERSION = "support-v1"
-SYSTEM_PROMPT = (
-    "You are a customer-support agent for a coffee-equipment shop. You act for one customer only. "
-    "Use tools to look things up before acting; cite policy evidence ids when issuing refunds; "
-    "never change credit limits; hand off to a human when you cannot help."
-)
+PROMPT = load_prompt(_HERE / "prompts" / "system.md")
+PROMPT_VERSION = PROMPT.version
+SYSTEM_PROMPT = PROMPT.text
 SUPPORT_ROUTES: tuple[Route, ...] = (
     Route(name="refund", description="the customer wants money back for an order",
           tools=("lookup_customer", "lookup_order", "search_policy", "issue_refund", "handoff_to_human")),
