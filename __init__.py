@@ -30,6 +30,9 @@ _EXPORTS: dict[str, str] = {
     "load_results": "tether.evals.compare",
     "Comparison": "tether.evals.compare",
     "OpsReport": "tether.evals.ops",
+    "OtelExporter": "tether.graphs.otel",
+    "TraceLabels": "tether.graphs.tracing",
+    "TetherMiddleware": "tether.graphs.middleware",
     "ActionRequest": "tether.guards.policy",
     "Allow": "tether.guards.decisions",
     "Approval": "tether.checkpoints.ledger",
@@ -102,6 +105,8 @@ _EXPORTS: dict[str, str] = {
     "proposed_rules": "tether.evals.scenarios",
     "list_workflows": "tether.graphs.registry",
     "load_chat_model": "tether.models",
+    "load_prompt": "tether.graphs.prompts",
+    "Prompt": "tether.graphs.prompts",
     "open_checkpointer": "tether.checkpoints.checkpointer",
     "policy_predicate": "tether.guards.predicates",
     "register_model": "tether.models",
@@ -111,6 +116,10 @@ _EXPORTS: dict[str, str] = {
     "open_database": "tether.tools.sqlite",
     "tool": "tether.tools.base",
     "write_transaction": "tether.tools.sqlite",
+    "ToolOutput": "tether.tools.adapters",
+    "from_langchain": "tether.tools.adapters",
+    "toolset_from_langchain": "tether.tools.adapters",
+    "mcp_toolset": "tether.tools.mcp",
 }
 
 __all__ = [
@@ -157,12 +166,14 @@ __all__ = [
     "ModelPrice",
     "OfflineChatModel",
     "OpsReport",
+    "OtelExporter",
     "Passage",
     "PendingApproval",
     "Policy",
     "PolicyFileError",
     "PredicateRegistry",
     "PriorAction",
+    "Prompt",
     "ProvenanceFinding",
     "RecordingChatModel",
     "Reject",
@@ -184,11 +195,14 @@ __all__ = [
     "SuiteResults",
     "TaskResult",
     "TetherError",
+    "TetherMiddleware",
     "ToolContext",
     "ToolError",
+    "ToolOutput",
     "ToolSpec",
     "ToolTraits",
     "Toolset",
+    "TraceLabels",
     "VectorKnowledgeBase",
     "Workflow",
     "WorkflowError",
@@ -197,10 +211,13 @@ __all__ = [
     "apply_faults",
     "executed",
     "find_workflow",
+    "from_langchain",
     "list_workflows",
     "load_chat_model",
+    "load_prompt",
     "load_results",
     "load_suite",
+    "mcp_toolset",
     "open_checkpointer",
     "open_database",
     "policy_predicate",
@@ -212,6 +229,7 @@ __all__ = [
     "run_suite",
     "studio_factory",
     "tool",
+    "toolset_from_langchain",
     "write_transaction",
 ]
 
@@ -245,6 +263,9 @@ if TYPE_CHECKING:
     from tether.evals.scenarios import executed as executed
     from tether.evals.scenarios import proposed_rules as proposed_rules
     from tether.graphs.base import Route as Route
+    from tether.graphs.otel import OtelExporter as OtelExporter
+    from tether.graphs.prompts import Prompt as Prompt
+    from tether.graphs.prompts import load_prompt as load_prompt
     from tether.graphs.registry import BuildContext as BuildContext
     from tether.graphs.registry import Scenario as Scenario
     from tether.graphs.registry import WorkflowSpec as WorkflowSpec
@@ -261,6 +282,7 @@ if TYPE_CHECKING:
     from tether.graphs.state import Reject as Reject
     from tether.graphs.state import Resolved as Resolved
     from tether.graphs.studio import studio_factory as studio_factory
+    from tether.graphs.tracing import TraceLabels as TraceLabels
     from tether.graphs.workflow import Workflow as Workflow
     from tether.guards.budgets import Budgets as Budgets
     from tether.guards.citations import CitationFact as CitationFact
@@ -299,11 +321,15 @@ if TYPE_CHECKING:
     from tether.retrieval import KnowledgeStore as KnowledgeStore
     from tether.retrieval import Passage as Passage
     from tether.retrieval import VectorKnowledgeBase as VectorKnowledgeBase
+    from tether.tools.adapters import ToolOutput as ToolOutput
+    from tether.tools.adapters import from_langchain as from_langchain
+    from tether.tools.adapters import toolset_from_langchain as toolset_from_langchain
     from tether.tools.base import HandOff as HandOff
     from tether.tools.base import ToolContext as ToolContext
     from tether.tools.base import Toolset as Toolset
     from tether.tools.base import ToolSpec as ToolSpec
     from tether.tools.base import ToolTraits as ToolTraits
     from tether.tools.base import tool as tool
+    from tether.tools.mcp import mcp_toolset as mcp_toolset
     from tether.tools.sqlite import open_database as open_database
     from tether.tools.sqlite import write_transaction as write_transaction

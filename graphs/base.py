@@ -12,6 +12,7 @@ from langchain_core.runnables import RunnableConfig
 
 from tether.checkpoints.ledger import Ledger, LedgerEvent
 from tether.graphs.state import Halt, Proposal, WorkflowState
+from tether.graphs.tracing import observe
 from tether.guards.budgets import BudgetExceeded, Usage
 from tether.guards.citations import CitationFact, citation_rows, measure_citations, stated_reason
 from tether.guards.context import PriorAction, RunContext
@@ -132,17 +133,17 @@ class NodeBase:
                 if fields.get(key) is not None:
                     fields[key] = redact_tool_data(self.policy, tool, fields[key], resolver=self.secrets)
         subject = state.get("subject")
-        self.ledger.append(
-            LedgerEvent(
-                thread_id=self._thread(config),
-                run_id=state.get("run_id", "?"),
-                principal=self._agent(config, state)[0],
-                subject_id=subject.id if subject is not None else None,
-                policy_version=fields.pop("policy_version", self.policy.version),
-                spend_usd=state.get("usage", Usage()).spend_usd,
-                **fields,
-            )
+        ev = LedgerEvent(
+            thread_id=self._thread(config),
+            run_id=state.get("run_id", "?"),
+            principal=self._agent(config, state)[0],
+            subject_id=subject.id if subject is not None else None,
+            policy_version=fields.pop("policy_version", self.policy.version),
+            spend_usd=state.get("usage", Usage()).spend_usd,
+            **fields,
         )
+        self.ledger.append(ev)
+        observe(config, ev)  # labels the traced runs that wrote it (no-op without tracing)
 
     def _context(
         self, state: WorkflowState, config: RunnableConfig, admitted: Sequence[Proposal] = ()

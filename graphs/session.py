@@ -14,6 +14,8 @@ recorded; a different decision for an approval already decided raises ``Decision
 from __future__ import annotations
 
 import dataclasses
+import os
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from tether.errors import ApprovalError, DecisionConflict, TetherError
 from tether.graphs.messages import DECISION_STATUS, parse_decision
 from tether.graphs.registry import BuildContext, WorkflowSpec, find_workflow
 from tether.graphs.state import ApprovalRequest, Approve, Edit, Escalated, Reject, Resolved
+from tether.graphs.tracing import TraceLabels
 from tether.graphs.workflow import Workflow
 from tether.guards.context import Subject
 from tether.guards.policy import Policy
@@ -87,8 +90,13 @@ class Session:
             self._identity["roles"] = list(roles)
         self._recursion_limit = recursion_limit
         self._stack = ExitStack()
+        self._labels = TraceLabels.of(workflow)
+        self._callbacks: list[Any] = []
+        """Callback handlers added to every invocation (e.g. the OpenTelemetry exporter)."""
         self.home: Home | None = None
         """The data directory, when the session was opened with ``Session.open``."""
+        self.last_trace_id: uuid.UUID | None = None
+        """Root run id (LangSmith trace id) of the last graph invocation this session made."""
 
     @classmethod
     def open(
@@ -101,10 +109,13 @@ class Session:
         principal: str | None = None,
         roles: tuple[str, ...] = (),
         adapt: Callable[[Workflow], Workflow] | None = None,
+        tracer_provider: Any = None,
     ) -> Session:
         """Build a workflow by name (or spec) over ``home``'s ledger and checkpointer, and own them.
 
         ``adapt`` wraps the built workflow before it is compiled, e.g. fault injection or recording.
+        ``tracer_provider`` (an OpenTelemetry ``TracerProvider``; or ``TETHER_OTEL=1`` for the global
+        one) exports spans per node, model call and tool call (``tether.graphs.otel``).
         """
         spec = find_workflow(workflow) if isinstance(workflow, str) else workflow
         home = (home or Home.from_env()).ensure()
@@ -121,6 +132,10 @@ class Session:
             saver = stack.enter_context(open_checkpointer(home.checkpoint_url))
             session = cls(workflow=wf, checkpointer=saver, principal=principal, roles=roles)
             session.home = home
+            if tracer_provider is not None or os.environ.get("TETHER_OTEL", "") in ("1", "true"):
+                from tether.graphs.otel import OtelExporter
+
+                session._callbacks.append(OtelExporter(tracer_provider))
             session._stack = stack.pop_all()
         return session
 
@@ -137,10 +152,21 @@ class Session:
     def policy(self) -> Policy:
         return self.workflow.policy
 
-    def config(self, thread_id: str) -> RunnableConfig:
-        return {"configurable": {"thread_id": thread_id, **self._identity},
-                "metadata": {"tether_workflow": self.workflow.ref},
-                "recursion_limit": self._recursion_limit}
+    def config(self, thread_id: str, *, trace_id: uuid.UUID | None = None,
+               run_id: str | None = None) -> RunnableConfig:
+        """The configuration of a call on a thread; with ``trace_id``, of one traced invocation
+        (its root run id, plus ``run_id``, the ledger's run it continues; ``tether.graphs.tracing``)."""
+        cfg: dict[str, Any] = {"configurable": {"thread_id": thread_id, **self._identity},
+                               "recursion_limit": self._recursion_limit,
+                               **self._labels.config_part(thread_id, trace_id=trace_id, run_id=run_id)}
+        if trace_id is not None and self._callbacks:
+            cfg["callbacks"] = list(self._callbacks)
+        return cfg  # type: ignore[return-value]
+
+    def _invocation(self, thread_id: str, run_id: str | None = None) -> RunnableConfig:
+        """A fresh traced invocation's configuration; its root run id is ``last_trace_id``."""
+        self.last_trace_id = uuid.uuid4()
+        return self.config(thread_id, trace_id=self.last_trace_id, run_id=run_id)
 
     # ------------------------------------------------------------------ running
 
@@ -167,7 +193,7 @@ class Session:
         ``designated``: ids of documents the user points the run at (a ticket, a page); what
         they say may vouch for argument values under ``from: [designated]``.
         """
-        self.app.invoke(self._start(text, thread_id, subject, designated), self.config(thread_id),
+        self.app.invoke(self._start(text, thread_id, subject, designated), self._invocation(thread_id),
                         durability="sync")
         return self.result(thread_id)
 
@@ -175,7 +201,7 @@ class Session:
                designated: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         """Like ``run``, yielding each node's update as it happens."""
         start = self._start(text, thread_id, subject, designated)
-        yield from self.app.stream(start, self.config(thread_id), stream_mode="updates", durability="sync")
+        yield from self.app.stream(start, self._invocation(thread_id), stream_mode="updates", durability="sync")
 
     def waiting(self, thread_id: str) -> tuple[ApprovalRequest, ...]:
         snap = self.app.get_state(self.config(thread_id))
@@ -247,7 +273,7 @@ class Session:
         waiting = self.waiting(thread_id)
         if not waiting:
             if snap.tasks:  # interrupted by a crash, not by a human: continue from the last checkpoint
-                self.app.invoke(None, self.config(thread_id), durability="sync")
+                self.app.invoke(None, self._invocation(thread_id, snap.values.get("run_id")), durability="sync")
             return self.result(thread_id)
         appr = self.ledger.approval(waiting[0].approval_id)
         if appr.status == "pending" or appr.decision is None:
@@ -258,5 +284,6 @@ class Session:
             decision: Decision = Reject(approver="system", reason="expired")
         else:
             decision = parse_decision(appr.decision)
-        self.app.invoke(Command(resume=decision), self.config(thread_id), durability="sync")
+        self.app.invoke(Command(resume=decision), self._invocation(thread_id, snap.values.get("run_id")),
+                        durability="sync")
         return self.result(thread_id)

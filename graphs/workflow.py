@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,6 +40,7 @@ from tether.graphs.base import CLOSINGS, Route
 from tether.graphs.envelope import ENVELOPE_NOTICE
 from tether.graphs.messages import checkpoint_safe, route_tool, tool_reply
 from tether.graphs.state import Escalated, Halt, Memory, Resolved, TurnSummary, WorkflowState
+from tether.graphs.tracing import run_id_for
 from tether.guards.budgets import Usage
 from tether.guards.context import Subject
 from tether.guards.context_checks import ToolShape, check_against_tools
@@ -147,7 +147,7 @@ class Workflow(ActNode):
         subject, bad_subject = _subject(state.get("subject"))
         memory, removals = self._fold_history(state, messages, request)
         fresh: dict[str, Any] = {
-            "run_id": uuid.uuid4().hex[:12], "usage": Usage(), "proposals": [], "evidence": [],
+            "run_id": run_id_for(config), "usage": Usage(), "proposals": [], "evidence": [],
             "error_streak": 0, "halt": None, "outcome": None, "history": [], "moved_usd": {},
             "memory": memory, "messages": removals, "subject": subject,
             "request": str(request.content) if request is not None else "",
