@@ -43,7 +43,7 @@ class TetherError(Exception):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PolicyProblem:
-    """One problem found in a policy file."""
+    """One problem found in a policy file (or any other strictly loaded file: suites, gates)."""
 
     key: str
     """Dotted path of the offending key, e.g. ``tools.issue_refund.max_amount_usd``."""

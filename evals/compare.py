@@ -30,6 +30,7 @@ from typing import Any, Literal
 from tether.errors import TetherError
 from tether.evals.gates import PER_TASK, Gate, GatesFile, GatesFileError, format_number, load_gates
 from tether.evals.metrics import METRICS
+from tether.evals.versions import flatten_versions
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -324,18 +325,9 @@ def _per_task(gate: Gate, profile: str, b: Results, c: Results) -> Verdict:
         + (f"; {gone} of them are not in the candidate." if gone else ".")))
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(data, Mapping):
-        out: dict[str, str] = {}
-        for k, v in data.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: json.dumps(data) if not isinstance(data, str) else data}
-
-
 def _changes(b: Results, c: Results) -> tuple[VersionChange, ...]:
     def flat(r: Results) -> dict[str, str]:
-        out = _flatten(r.versions)
+        out = flatten_versions(r.versions)
         out.update({f"run.{k}": str(r.run[k]) for k in ("model", "seed") if k in r.run})
         return out
     fb, fc = flat(b), flat(c)

@@ -28,7 +28,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tether.errors import TetherError
+from tether.errors import PolicyProblem, TetherError
 from tether.evals.faults import FaultProfile
 from tether.evals.matchers import MATCHER_KEYS, arg_value, json_equal, matcher_problems, matches
 from tether.graphs.state import Approve, Edit, Reject
@@ -46,18 +46,8 @@ CATEGORIES: tuple[str, ...] = ("ordinary", "edge", "adversarial", "faulted")
 _TASK_ID = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SuiteProblem:
-    """One problem found in a suite file."""
-
-    key: str
-    """Path of the offending key, e.g. ``tasks[3].expect.outcome``."""
-    reason: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f" (line {self.line})" if self.line else ""
-        return f"{self.key}{where}: {self.reason}"
+SuiteProblem = PolicyProblem
+"""One problem found in a suite file: its key path (e.g. ``tasks[3].expect.outcome``), why, and the line."""
 
 
 class SuiteFileError(TetherError):

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tether.graphs.workflow import Workflow
 
-__all__ = ["sha256_text", "workflow_versions"]
+__all__ = ["flatten_versions", "sha256_text", "workflow_versions"]
 
 
 def sha256_text(text: str) -> str:
@@ -75,3 +76,13 @@ def _prices(workflow: Workflow) -> dict[str, Any]:
 
     ids = sorted({workflow.router_model_id, workflow.model_id})
     return {i: price_for(i, workflow.prices).model_dump(mode="json") for i in ids}
+
+
+def flatten_versions(data: Any, prefix: str = "") -> dict[str, str]:
+    """A nested versions block as dotted keys to text values (strings as they are, the rest as JSON)."""
+    if isinstance(data, Mapping):
+        out: dict[str, str] = {}
+        for k, v in data.items():
+            out.update(flatten_versions(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: data if isinstance(data, str) else json.dumps(data)}

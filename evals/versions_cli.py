@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.errors import ConfigError
+from tether.evals.versions import flatten_versions
 
 __all__ = ["add_versions_command", "cmd_versions", "current_versions", "diff_versions", "read_versions"]
 
@@ -67,15 +68,6 @@ def read_versions(other: str | Path) -> dict[str, Any]:
     return block
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(data, Mapping):
-        out: dict[str, str] = {}
-        for k, v in data.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: data if isinstance(data, str) else json.dumps(data)}
-
-
 def diff_versions(current: Mapping[str, Any], other: Mapping[str, Any],
                   workflow: str | None = None) -> dict[str, Any]:
     """Keys whose values differ (``changed``), and hashes that changed under an unchanged version.
@@ -88,7 +80,7 @@ def diff_versions(current: Mapping[str, Any], other: Mapping[str, Any],
 
     def flat(block: Mapping[str, Any]) -> dict[str, str]:
         keep = {k: v for k, v in (block.get("workflows") or {}).items() if k in names}
-        return _flatten({"tether": block.get("tether"), "langgraph": block.get("langgraph"), "workflows": keep})
+        return flatten_versions({"tether": block.get("tether"), "langgraph": block.get("langgraph"), "workflows": keep})
     a, b = flat(other), flat(current)
     keys = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
     changed = [{"key": k, "other": a.get(k), "current": b.get(k)} for k in sorted(keys)]
