@@ -13,6 +13,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "call_with_fallback": "tether.graphs.fallback",
+    "load_prices": "tether.models",
+    "PriceFileError": "tether.models",
+    "PriceTable": "tether.models",
+    "RoutingDecision": "tether.graphs.routing",
+    "CentroidRouter": "tether.graphs.routing",
+    "with_routing": "tether.graphs.routing",
     "Suite": "tether.evals.suite",
     "SuiteFileError": "tether.evals.suite",
     "load_suite": "tether.evals.suite",
@@ -132,6 +139,7 @@ __all__ = [
     "Budgets",
     "BuildContext",
     "CassetteMiss",
+    "CentroidRouter",
     "CitationFact",
     "Comparison",
     "CompromisedChatModel",
@@ -172,6 +180,8 @@ __all__ = [
     "Policy",
     "PolicyFileError",
     "PredicateRegistry",
+    "PriceFileError",
+    "PriceTable",
     "PriorAction",
     "Prompt",
     "ProvenanceFinding",
@@ -182,6 +192,7 @@ __all__ = [
     "RequireApproval",
     "Resolved",
     "Route",
+    "RoutingDecision",
     "RunContext",
     "RunResult",
     "RuntimeLimits",
@@ -209,11 +220,13 @@ __all__ = [
     "WorkflowSpec",
     "__version__",
     "apply_faults",
+    "call_with_fallback",
     "executed",
     "find_workflow",
     "from_langchain",
     "list_workflows",
     "load_chat_model",
+    "load_prices",
     "load_prompt",
     "load_results",
     "load_suite",
@@ -230,6 +243,7 @@ __all__ = [
     "studio_factory",
     "tool",
     "toolset_from_langchain",
+    "with_routing",
     "write_transaction",
 ]
 
@@ -263,6 +277,7 @@ if TYPE_CHECKING:
     from tether.evals.scenarios import executed as executed
     from tether.evals.scenarios import proposed_rules as proposed_rules
     from tether.graphs.base import Route as Route
+    from tether.graphs.fallback import call_with_fallback as call_with_fallback
     from tether.graphs.otel import OtelExporter as OtelExporter
     from tether.graphs.prompts import Prompt as Prompt
     from tether.graphs.prompts import load_prompt as load_prompt
@@ -272,6 +287,9 @@ if TYPE_CHECKING:
     from tether.graphs.registry import find_workflow as find_workflow
     from tether.graphs.registry import list_workflows as list_workflows
     from tether.graphs.registry import register_workflow as register_workflow
+    from tether.graphs.routing import CentroidRouter as CentroidRouter
+    from tether.graphs.routing import RoutingDecision as RoutingDecision
+    from tether.graphs.routing import with_routing as with_routing
     from tether.graphs.session import PendingApproval as PendingApproval
     from tether.graphs.session import RunResult as RunResult
     from tether.graphs.session import Session as Session
@@ -309,8 +327,11 @@ if TYPE_CHECKING:
     from tether.models import ModelConfig as ModelConfig
     from tether.models import ModelPrice as ModelPrice
     from tether.models import OfflineChatModel as OfflineChatModel
+    from tether.models import PriceFileError as PriceFileError
+    from tether.models import PriceTable as PriceTable
     from tether.models import ScriptedChatModel as ScriptedChatModel
     from tether.models import load_chat_model as load_chat_model
+    from tether.models import load_prices as load_prices
     from tether.models import register_model as register_model
     from tether.retrieval import DocumentInfo as DocumentInfo
     from tether.retrieval import Evidence as Evidence

@@ -521,6 +521,9 @@ def _parser() -> argparse.ArgumentParser:
     from tether.evals.versions_cli import add_versions_command
 
     add_versions_command(sub)
+    from tether.evals.routing_eval import add_routing_command
+
+    add_routing_command(sub)
     from tether.evals.cli import add_eval_commands
 
     add_eval_commands(sub)

@@ -15,6 +15,17 @@ Offline models for your own workflow, with no network:
   phrase of the request, for threads with several requests.
 * ``CompromisedChatModel(base=...)`` (``compromised:<base id>``) obeys every instruction it
   reads in tool outputs and documents, for testing defences against the worst model.
+
+Prices: ``PRICES`` is the built-in table, versioned by ``PRICES_VERSION``. A file (YAML or
+JSON, ``TETHER_PRICES=path``) overrides or adds entries under its own version::
+
+    version: acme-2026-03
+    prices:
+      openai:gpt-4o: {input_per_mtok: 2.5, output_per_mtok: 10.0, max_output_tokens: 1024}
+
+``load_prices(path)`` reads it into a ``PriceTable`` (a mapping usable wherever extra prices
+are taken); a bad file raises ``PriceFileError`` naming the file and the field.
+``price_stamp(ids, prices)`` is the version and hash the ledger and ``tether versions`` record.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -35,23 +47,29 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tether.errors import ConfigError
 
 __all__ = [
     "PRICES",
+    "PRICES_VERSION",
     "CompromisedChatModel",
     "Instruction",
     "KeywordRouter",
     "ModelConfig",
     "ModelPrice",
     "OfflineChatModel",
+    "PriceFileError",
+    "PriceTable",
     "ScriptedChatModel",
     "estimate_tokens",
     "find_instructions",
     "load_chat_model",
+    "load_prices",
     "price_for",
+    "price_stamp",
+    "prices_version",
     "register_model",
     "reveal_text",
 ]
@@ -60,11 +78,11 @@ __all__ = [
 class ModelPrice(BaseModel):
     """USD per million tokens, and the output reserved as the worst case before each call."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    input_per_mtok: float
-    output_per_mtok: float
-    max_output_tokens: int = 1024
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    max_output_tokens: int = Field(default=1024, gt=0)
     """Worst case reserved before each call."""
 
     def cost(self, *, input_tokens: int, output_tokens: int) -> float:
@@ -84,6 +102,85 @@ PRICES: dict[str, ModelPrice] = {
     "openai:gpt-4.1": ModelPrice(input_per_mtok=2.00, output_per_mtok=8.00),
 }
 """The price table; ``register_model`` adds to it, ``ModelConfig.prices`` overrides it per run."""
+PRICES_VERSION = "tether-prices-2026-01"
+"""Version of the built-in ``PRICES`` (list prices in USD per million tokens as of that date)."""
+
+
+class PriceFileError(ConfigError):
+    """A price file cannot be used. Nothing from it was applied."""
+
+    def __init__(self, *, path: str, key: str, reason: str) -> None:
+        self.path = path
+        self.key = key
+        super().__init__(setting=f"price file {path}", reason=f"{key}: {reason}; fix the file or unset TETHER_PRICES")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PriceTable(Mapping[str, ModelPrice]):
+    """Prices that override or add to ``PRICES``, under a version of their own."""
+
+    version: str
+    """Recorded in the ledger and by ``tether versions`` with a hash of the prices charged."""
+    entries: Mapping[str, ModelPrice]
+    source: str | None = None
+    """The file the table was read from."""
+
+    def __getitem__(self, model_id: str) -> ModelPrice:
+        return self.entries[model_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class _PriceFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: str = Field(min_length=1)
+    prices: dict[str, ModelPrice]
+
+
+def load_prices(path: str | os.PathLike[str]) -> PriceTable:
+    """Read a price file (YAML, or JSON by a ``.json`` suffix). Raises ``PriceFileError``."""
+    import yaml
+
+    where = os.fspath(path)
+    try:
+        text = Path(where).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PriceFileError(path=where, key="<file>", reason=f"cannot be read ({exc.strerror})") from None
+    try:
+        raw = json.loads(text) if where.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise PriceFileError(path=where, key="<file>", reason=f"does not parse: {str(exc)[:200]}") from None
+    try:
+        parsed = _PriceFile.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "<file>"
+        raise PriceFileError(path=where, key=key, reason=err["msg"]) from None
+    bad = [m for m in parsed.prices if ":" not in m]
+    if bad:
+        raise PriceFileError(path=where, key=f"prices.{bad[0]}", reason="a model id is PROVIDER:NAME")
+    return PriceTable(version=parsed.version, entries=dict(parsed.prices), source=where)
+
+
+def prices_version(extra: Mapping[str, ModelPrice] | None = None) -> str:
+    """The version of the prices in force: a ``PriceTable``'s own, else ``PRICES_VERSION``
+    (``+custom`` when prices were passed in code)."""
+    if isinstance(extra, PriceTable):
+        return extra.version
+    return f"{PRICES_VERSION}+custom" if extra else PRICES_VERSION
+
+
+def price_stamp(model_ids: Sequence[str], extra: Mapping[str, ModelPrice] | None = None) -> dict[str, str]:
+    """The price-table version and a SHA-256 over the prices of ``model_ids`` (what a run is charged)."""
+    charged = {m: price_for(m, extra).model_dump(mode="json") for m in sorted(set(model_ids))}
+    version = prices_version(extra)
+    body = json.dumps({"version": version, "prices": charged}, sort_keys=True, separators=(",", ":"))
+    return {"version": version, "sha256": hashlib.sha256(body.encode()).hexdigest()}
 
 _FACTORIES: dict[str, Callable[[], BaseChatModel]] = {}
 
@@ -133,15 +230,33 @@ class ModelConfig:
     base_url: str | None = None
     """OpenAI-compatible endpoint for ``openai:`` ids (default: ``OPENAI_BASE_URL`` or OpenAI)."""
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
-    """Extra or overriding prices (USD per million tokens)."""
+    """Extra or overriding prices (USD per million tokens); a ``PriceTable`` carries its version."""
+    cheap: str | None = None
+    """Model for requests the router judges easy with confidence (``None``: every request
+    gets ``reasoning``)."""
+    fallback: str | None = None
+    """Model tried when the chosen one fails with a provider error (timeout, HTTP 5xx, 429)."""
+    routing: str | None = None
+    """``llm`` (the router model picks the route) or ``centroid`` (local embeddings, the
+    ``embeddings`` extra); ``None``: the workflow's default."""
 
     @classmethod
     def from_env(cls) -> ModelConfig:
-        """``TETHER_ROUTER_MODEL``, ``TETHER_MODEL`` and ``TETHER_OPENAI_BASE_URL``."""
+        """``TETHER_ROUTER_MODEL``, ``TETHER_MODEL``, ``TETHER_CHEAP_MODEL``,
+        ``TETHER_FALLBACK_MODEL``, ``TETHER_ROUTING``, ``TETHER_OPENAI_BASE_URL`` and
+        ``TETHER_PRICES`` (a price file; see ``load_prices``)."""
+        prices_file = os.environ.get("TETHER_PRICES") or None
+        routing = os.environ.get("TETHER_ROUTING") or None
+        if routing not in (None, "llm", "centroid"):
+            raise ConfigError(setting="TETHER_ROUTING", reason=f"{routing!r}: use llm or centroid")
         return cls(
             router=os.environ.get("TETHER_ROUTER_MODEL") or None,
             reasoning=os.environ.get("TETHER_MODEL") or None,
             base_url=os.environ.get("TETHER_OPENAI_BASE_URL") or None,
+            prices=load_prices(prices_file) if prices_file else {},
+            cheap=os.environ.get("TETHER_CHEAP_MODEL") or None,
+            fallback=os.environ.get("TETHER_FALLBACK_MODEL") or None,
+            routing=routing,
         )
 
 

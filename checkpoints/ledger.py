@@ -12,6 +12,14 @@ Pending approvals live in their own table so any process can list and decide the
 supplies a connection, transactions, the head lock and its named migrations.
 
 Schema changes are named, append-only migrations (``tether.checkpoints.migrations``).
+
+Durability. Every commit survives a crash of the process (SIGKILL, OOM, an exception) at once.
+Against a crash of the machine (power loss, kernel panic), a commit is durable when it returns
+only if it was made ``durable``: a write action's intent (``append(..., durable=True)``) and a
+human decision (``decide``). Every other row becomes durable at the next durable commit or
+``sync()`` (a backend flushes its log in order, so what survives is always a prefix of the
+chain). Nothing is lost that could make an action run twice: an intent without its outcome is
+"outcome unknown" and goes to a human.
 """
 
 from __future__ import annotations
@@ -104,6 +112,22 @@ class Ledger(ABC):
     def _lock_head(self, q: Query) -> tuple[int, str]:
         """Lock the head record for the rest of the transaction; return ``(seq, row_hash)``."""
 
+    def _write(self, *, durable: bool) -> AbstractContextManager[Query]:
+        """A write transaction; ``durable`` ones are on disk (not only in the OS) when they commit.
+
+        The default suits backends whose every commit is durable (PostgreSQL); SQLite overrides it."""
+        return self._tx()
+
+    def sync(self, *, through: int | None = None) -> None:
+        """Make this connection's commits durable: all of them, or those up to ``through`` (a
+        ``commit_mark()``); costs nothing when a durable commit since then already did it.
+        Backends whose commits are all durable do nothing."""
+        return None
+
+    def commit_mark(self) -> int:
+        """How many commits this connection has made (for ``sync(through=...)``)."""
+        return 0
+
     def __enter__(self) -> Ledger:
         return self
 
@@ -116,15 +140,34 @@ class Ledger(ABC):
 
     # ------------------------------------------------------------------ events
 
-    def append(self, ev: LedgerEvent) -> LedgerRow:
+    def append(self, ev: LedgerEvent, *, durable: bool = False) -> LedgerRow:
+        """Add one row at the head, on disk before this returns if ``durable`` (the intent of a
+        write tool, appended before its side effect)."""
         cols = to_columns(ev, event_id=uuid.uuid4().hex, ts=now())
-        with self._tx() as q:
+        with self._write(durable=durable) as q:
             seq, prev = self._lock_head(q)
             seq += 1
             h = row_hash(cols, seq=seq, prev_hash=prev)
             q(_INSERT, (seq, prev, h, *(cols[c] for c, _ in COLUMNS)))
             q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, h))
         return from_columns({**cols, "seq": seq, "prev_hash": prev, "row_hash": h})
+
+    def append_many(self, evs: Sequence[LedgerEvent], *, durable: bool = False) -> list[LedgerRow]:
+        """Add rows in order in one transaction (one commit, one head update): group commit for
+        callers that hold several events at once. All or none are added."""
+        rows: list[LedgerRow] = []
+        with self._write(durable=durable) as q:
+            seq, prev = self._lock_head(q)
+            for ev in evs:
+                cols = to_columns(ev, event_id=uuid.uuid4().hex, ts=now())
+                seq += 1
+                h = row_hash(cols, seq=seq, prev_hash=prev)
+                q(_INSERT, (seq, prev, h, *(cols[c] for c, _ in COLUMNS)))
+                rows.append(from_columns({**cols, "seq": seq, "prev_hash": prev, "row_hash": h}))
+                prev = h
+            if rows:
+                q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, prev))
+        return rows
 
     def events(self, thread_id: str | None = None) -> list[LedgerRow]:
         if thread_id is None:
@@ -245,11 +288,13 @@ class Ledger(ABC):
         return [approval_from_columns(r) for r in self._read(q + " ORDER BY created_at", params)]
 
     def decide(self, approval_id: str, *, status: ApprovalStatus, decided_by: str,
-               decision: Mapping[str, Any]) -> Approval:
-        """Record a human decision once. A second decision is refused, across processes."""
+               decision: Mapping[str, Any], durable: bool = True) -> Approval:
+        """Record a human decision once. A second decision is refused, across processes.
+
+        ``durable=False`` leaves it to the caller to ``sync()`` before the decision is acknowledged."""
         if status == "pending":
             raise ValueError("a decision cannot be 'pending'")
-        with self._tx() as q:
+        with self._write(durable=durable) as q:
             _, n = q("UPDATE approvals SET status=?, decided_by=?, decision_json=?, decided_at=?"
                      " WHERE approval_id=? AND status='pending'",
                      (status, decided_by, dumps(dict(decision)), now(), approval_id))

@@ -44,6 +44,7 @@ EventKind = Literal[
     "escalated",
     "responded",
     "flagged",
+    "model_fallback",
 ]
 ApprovalStatus = Literal["pending", "approved", "rejected", "edited"]
 ColumnKind = Literal["text", "int", "real"]

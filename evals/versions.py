@@ -6,7 +6,12 @@
     #  "models": {"router": "offline:router-v1", "reasoning": "offline:support-v1"},
     #  "tools": {"issue_refund": {"schema_version": "1", "sha256": "…"}, …},
     #  "routes": {"refund": {"tools": ["lookup_customer", …], "sha256": "…"}, …},
-    #  "prices": {"offline:support-v1": {"input_per_mtok": …, "output_per_mtok": …, "max_output_tokens": …}}}
+    #  "prices": {"offline:support-v1": {"input_per_mtok": …, "output_per_mtok": …, "max_output_tokens": …}},
+    #  "price_table": {"version": "tether-prices-2026-01", "sha256": "…"},
+    #  "routing": {"kind": "llm", "router_model": "offline:router-v1"}}
+
+``price_table`` is the stamp the ledger records on every ``run_started`` row; ``routing`` is
+the centroid router's threshold, embedding model and examples hash when the workflow has one.
 
 The policy ``version`` is the one the ledger records on every decision (``policy_version``);
 ``sha256`` values are of the exact policy file text, the system prompt text, and each tool's
@@ -55,10 +60,15 @@ def workflow_versions(workflow: Workflow, policy_path: str | Path | None = None)
                    "sha256": sha256_text(path.read_text(encoding="utf-8")) if path is not None else None,
                    "path": str(path) if path is not None else workflow.policy.source},
         "prompt": {"version": workflow.prompt_version, "sha256": sha256_text(workflow.system_prompt)},
-        "models": {"router": workflow.router_model_id, "reasoning": workflow.model_id},
+        "models": {"router": workflow.router_model_id, "reasoning": workflow.model_id,
+                   **({"cheap": workflow.cheap_model_id} if workflow.cheap_model_id else {}),
+                   **({"fallback": workflow.fallback_model_id} if workflow.fallback_model_id else {})},
         "tools": dict(sorted(tools.items())),
         "routes": _routes(workflow),
         "prices": _prices(workflow),
+        "price_table": workflow._price_stamp(),
+        "routing": workflow.router.describe() if workflow.router is not None
+        else {"kind": "llm", "router_model": workflow.router_model_id},
     }
 
 
@@ -74,7 +84,7 @@ def _prices(workflow: Workflow) -> dict[str, Any]:
     """USD per million tokens of the router and reasoning models (what the spend cap charges)."""
     from tether.models import price_for
 
-    ids = sorted({workflow.router_model_id, workflow.model_id})
+    ids = sorted(set(workflow._model_ids()))
     return {i: price_for(i, workflow.prices).model_dump(mode="json") for i in ids}
 
 

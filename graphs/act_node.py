@@ -115,7 +115,7 @@ class ActNode(GuardNodes):
                         reason=f"{p.tool} may already have run (crash mid-call); a human must check")
             return ActStep(proposal=p.model_copy(update={"status": "failed"}), halt=halt,
                            reply=_reply(p, {"status": "error", "code": "outcome_unknown"}))
-        refusal = self._recheck(spec, p, state, config)
+        refusal = self._recheck(spec, p, state, config, key=ctx.idempotency_key)
         facts["citations"] = self._citation_rows(p.tool, self._measure(spec, p.args, state))  # as re-checked
         if refusal is not None:
             self._event(state, config, event="failed", error=f"{refusal.rule_id}: {refusal.reason}",
@@ -123,7 +123,7 @@ class ActNode(GuardNodes):
             payload = {"status": "denied", "rule_id": refusal.rule_id, "reason": refusal.reason}
             return ActStep(proposal=p.model_copy(update={"status": "denied", "decision": refusal}),
                            reply=_reply(p, payload))
-        self._event(state, config, event="executing", **facts)
+        self._event(state, config, event="executing", durable=spec.effect != "read", **facts)
         fault_point("after_intent", p.tool)
         try:
             result = self._run_tool(spec, p, ctx)
@@ -177,7 +177,8 @@ class ActNode(GuardNodes):
                         on_flagged=content.on_flagged if content is not None else "quarantine")
 
     def _recheck(
-        self, spec: ToolSpec[Any, Any], p: Proposal, state: WorkflowState, config: RunnableConfig
+        self, spec: ToolSpec[Any, Any], p: Proposal, state: WorkflowState, config: RunnableConfig,
+        *, key: str | None = None,
     ) -> Deny | None:
         """The policy as it stands at execution time, plus rate limits and circuit breakers."""
         action = self._describe(spec, spec.args_model.model_validate(p.args), state, config)
@@ -187,7 +188,7 @@ class ActNode(GuardNodes):
         if isinstance(decision, RequireApproval) and p.approver is None:
             return Deny(rule_id=decision.rule_id, reason="the policy now requires an approval; propose again")
         if self.limits is not None:
-            gate = self.limits.before_act(action)
+            gate = self.limits.before_act(action, key=key)
             if isinstance(gate, Deny):
                 return gate
         return None

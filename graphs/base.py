@@ -11,6 +11,8 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 
 from tether.checkpoints.ledger import Ledger, LedgerEvent
+from tether.graphs.fallback import Candidate, ModelFailure
+from tether.graphs.routing import CentroidRouter
 from tether.graphs.state import Halt, Proposal, WorkflowState
 from tether.graphs.tracing import observe
 from tether.guards.budgets import BudgetExceeded, Usage
@@ -22,7 +24,7 @@ from tether.guards.ratelimit import RuntimeLimits
 from tether.guards.relevance import LexicalRelevance, RelevanceScorer
 from tether.guards.screen import InjectionScreen
 from tether.guards.secret_refs import SecretResolver, redact_tool_data
-from tether.models import ModelPrice, price_for
+from tether.models import ModelPrice, price_for, price_stamp
 from tether.retrieval.hybrid import EvidenceSearch
 from tether.tools.base import ToolContext, Toolset, ToolSpec
 
@@ -74,6 +76,18 @@ class NodeBase:
     """The reply the user gets when a run is escalated, per escalation action."""
     prompt_version: str = "v1"
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    """Extra or overriding prices (a ``tether.PriceTable`` carries its version into the ledger)."""
+    router: CentroidRouter | None = None
+    """Picks the route from local embeddings, with no model call, and judges difficulty
+    (``graphs.routing``). ``None``: ``router_model`` picks the route."""
+    cheap_model: BaseChatModel | None = None
+    """Reasons about requests the router judges easy with confidence (needs ``router``).
+    ``None``: every request gets ``model``."""
+    cheap_model_id: str | None = None
+    fallback_model: BaseChatModel | None = None
+    """Tried when a model call fails with a provider error (timeout, HTTP 5xx, 429); each
+    fallback is a ``model_fallback`` ledger row. ``None``: a provider error stops the run."""
+    fallback_model_id: str | None = None
     tool_timeout_seconds: float = 20.0
     max_route_retries: int = 1
     """Times the router model may correct an unknown route before the run escalates."""
@@ -125,8 +139,10 @@ class NodeBase:
         """Idempotency key of a proposal: stable across resumes, unique in the thread."""
         return f"{self._thread(config)}:{p.action_id}"
 
-    def _event(self, state: WorkflowState, config: RunnableConfig, **fields: Any) -> None:
-        """Append one ledger row; fields the policy marks sensitive are redacted first."""
+    def _event(self, state: WorkflowState, config: RunnableConfig, *, durable: bool = False,
+               **fields: Any) -> None:
+        """Append one ledger row; fields the policy marks sensitive are redacted first.
+        ``durable``: on disk before this returns (a write's intent)."""
         tool = fields.get("tool")
         if tool and self.policy.tools.get(tool) is not None:
             for key in ("args", "result", "error", "detail"):
@@ -142,7 +158,7 @@ class NodeBase:
             spend_usd=state.get("usage", Usage()).spend_usd,
             **fields,
         )
-        self.ledger.append(ev)
+        self.ledger.append(ev, durable=durable)
         observe(config, ev)  # labels the traced runs that wrote it (no-op without tracing)
 
     def _context(
@@ -228,6 +244,40 @@ class NodeBase:
         return price_for(model_id, self.prices).cost(
             input_tokens=meta["input_tokens"], output_tokens=meta["output_tokens"]
         )
+
+    def _model_ids(self) -> tuple[str, ...]:
+        """Every model the workflow may call (what its price stamp covers)."""
+        ids = (self.router_model_id, self.model_id, self.cheap_model_id, self.fallback_model_id)
+        return tuple(dict.fromkeys(i for i in ids if i))
+
+    def _price_stamp(self) -> dict[str, str]:
+        return price_stamp(self._model_ids(), self.prices)
+
+    def _candidates(self, model_id: str, *, router: bool = False) -> list[Candidate]:
+        """The router model (``router``) or the reasoning model chosen by id, then the fallback
+        model (if any, and a different id)."""
+        if router:
+            model = self.router_model
+        elif model_id == self.cheap_model_id and self.cheap_model is not None:
+            model = self.cheap_model
+        else:
+            model = self.model
+        out = [Candidate(model_id=model_id, model=model)]
+        if self.fallback_model is not None and self.fallback_model_id and self.fallback_model_id != model_id:
+            out.append(Candidate(model_id=self.fallback_model_id, model=self.fallback_model))
+        return out
+
+    def _fallback_recorder(self, state: WorkflowState, config: RunnableConfig, role: str) -> Any:
+        """A callback that writes one ``model_fallback`` row per fallback."""
+
+        def record(failure: ModelFailure, to_model: str) -> None:
+            self._event(state, config, event="model_fallback", model_id=failure.model_id,
+                        error=f"{failure.kind}: {failure.message}"[:500],
+                        detail=f"{role}: {failure.model_id} -> {to_model} ({failure.kind})",
+                        result={"from_model": failure.model_id, "to_model": to_model,
+                                "error_kind": failure.kind, "role": role})
+
+        return record
 
     def _halt_budget(self, over: BudgetExceeded) -> Halt:
         return Halt(

@@ -254,19 +254,24 @@ class GuardNodes(NodeBase):
              p: Proposal, decision: RequireApproval, step: int) -> Proposal:
         """Register the approval request (ledger only) before the interrupt node pauses."""
         preview = self._preview(state, config, spec, parsed, p)
-        subject = state.get("subject")
-        appr = self.ledger.request_approval(
-            thread_id=self._thread(config), run_id=state.get("run_id", "?"), tool_call_id=p.action_id,
-            tool=p.tool, args=p.args, preview=preview, rule_id=decision.rule_id, reason=decision.reason,
-            policy_version=self.policy.version, subject_id=subject.id if subject else None,
-            ttl_seconds=self.policy.spec.agent.approval_ttl_seconds, workflow=self.ref,
-        )
+        appr = self._register(state, config, p, decision, preview)
         facts = self._facts(config, p, spec)
         self._event(state, config, event="approval_requested", step=step, args=p.args,
                     model_id=self.model_id, rule_id=decision.rule_id, detail=preview,
                     **{**facts.row(), "approval_id": appr.approval_id})
         return p.model_copy(update={"status": "awaiting_approval", "decision": decision,
                                     "approval_id": appr.approval_id, "preview": preview})
+
+    def _register(self, state: WorkflowState, config: RunnableConfig, p: Proposal,
+                  decision: RequireApproval | Allow | Deny | Escalate, preview: str) -> Approval:
+        """The approval row for ``p`` (idempotent per thread and tool call)."""
+        subject = state.get("subject")
+        return self.ledger.request_approval(
+            thread_id=self._thread(config), run_id=state.get("run_id", "?"), tool_call_id=p.action_id,
+            tool=p.tool, args=p.args, preview=preview, rule_id=decision.rule_id, reason=decision.reason,
+            policy_version=self.policy.version, subject_id=subject.id if subject else None,
+            ttl_seconds=self.policy.spec.agent.approval_ttl_seconds, workflow=self.ref,
+        )
 
     def _after_check(self, state: WorkflowState) -> str:
         if state.get("halt"):
@@ -285,7 +290,10 @@ class GuardNodes(NodeBase):
         i = next(i for i, p in enumerate(props) if p.status == "awaiting_approval")
         p = props[i]
         assert p.decision is not None and p.approval_id is not None
-        appr = self.ledger.approval(p.approval_id)
+        try:
+            appr = self.ledger.approval(p.approval_id)
+        except ApprovalError:  # the request row did not reach the disk before a machine crash; the
+            appr = self._register(state, config, p, p.decision, p.preview or "")  # checkpoint did
         request = ApprovalRequest(
             approval_id=p.approval_id, thread_id=self._thread(config), tool_call_id=p.tool_call_id,
             tool=p.tool, args=p.args, args_hash=args_hash(p.args), preview=p.preview or "",

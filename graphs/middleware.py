@@ -183,12 +183,15 @@ class TetherMiddleware(AgentMiddleware[TetherAgentState, Any, Any]):
                           subject=Subject(id=str(subject)) if subject else None)
 
     def _event(self, run: Mapping[str, Any], **fields: Any) -> None:
+        """One ledger row; ``durable=True`` (a write's intent) is on disk before this returns."""
+        durable = bool(fields.pop("durable", False))
         conf = get_config().get("configurable", {})
         subject = conf.get("subject")
         fields.setdefault("policy_version", self.policy.version)
         self.ledger.append(LedgerEvent(thread_id=_thread(), run_id=str(run.get("run_id", "?")),
                                        principal=str(conf.get("principal") or self.principal),
-                                       subject_id=str(subject) if subject else None, **fields))
+                                       subject_id=str(subject) if subject else None, **fields),
+                           durable=durable)
 
 
 def _thread() -> str:

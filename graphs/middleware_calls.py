@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from langchain.agents.middleware.types import ToolCallRequest
 from langchain_core.messages import ToolMessage
 from langgraph.config import get_config
 from langgraph.types import interrupt
@@ -22,6 +21,8 @@ from tether.guards.decisions import Allow, Deny, Escalate, RequireApproval
 from tether.tools.base import ArgumentProblem, ToolContext, ToolSpec
 
 if TYPE_CHECKING:
+    from langchain.agents.middleware.types import ToolCallRequest
+
     from tether.graphs.middleware import TetherMiddleware
 
 __all__ = ["govern_call"]
@@ -168,7 +169,7 @@ def _run_once(mw: TetherMiddleware, run: dict[str, Any], spec: ToolSpec[Any, Any
         return tool_reply(call_id, spec.name, {"status": "error", "code": "outcome_unknown",
                                                "message": f"{spec.name} may already have run; a human must check"})
     row = {**facts, "approver": approver}
-    mw._event(run, event="executing", args=args, **row)
+    mw._event(run, event="executing", args=args, durable=spec.effect != "read", **row)
     config = get_config()
     ctx = ToolContext(subject=None, thread_id=str(config.get("configurable", {}).get("thread_id", "default")),
                       run_id=str(run.get("run_id", "?")), tool_call_id=call_id, idempotency_key=key,

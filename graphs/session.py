@@ -260,8 +260,14 @@ class Session:
         """Validate, record and (by default) apply a human decision; returns where the thread stands."""
         appr = self.check(approval_id, decision)
         self.ledger.decide(approval_id, status=DECISION_STATUS[decision.kind], decided_by=decision.approver,
-                           decision=decision.model_dump(mode="json"))
-        return self.resume(appr.thread_id) if resume else self.result(appr.thread_id)
+                           decision=decision.model_dump(mode="json"), durable=not resume)
+        if not resume:
+            return self.result(appr.thread_id)
+        mark = self.ledger.commit_mark()
+        try:  # an approved write's durable intent makes the decision durable too; else sync here
+            return self.resume(appr.thread_id)
+        finally:
+            self.ledger.sync(through=mark)
 
     def resume(self, thread_id: str) -> RunResult:
         """Continue a thread: apply the recorded decision to its pending approval, or, after a

@@ -5,9 +5,13 @@
                            +-> respond    +-> escalate                      +-> escalate
     respond / escalate -> END
 
-* ``router``: a cheap model picks the route; the route decides which tools are offered.
-  Earlier runs on the thread are folded into structured memory here.
-* ``reasoning``: the stronger model proposes tool calls or answers. Spend is checked first.
+* ``router``: a cheap model (or the local ``CentroidRouter``) picks the route; the route
+  decides which tools are offered. With a centroid router and a cheap model, an easy request
+  judged with confidence is reasoned about by the cheap model (``graphs.routing``); the
+  decision is the ``routed`` row's ``result``. Earlier runs on the thread are folded into
+  structured memory here.
+* ``reasoning``: the chosen model proposes tool calls or answers. Spend is checked first;
+  provider errors fall back to ``fallback_model`` (``graphs.fallback``).
 * ``policy_check`` / ``human_interrupt``: see ``graphs.guard_nodes``.
 * ``act``: the only place side effects happen; see ``graphs.act_node``.
 * ``escalate`` / ``respond``: terminal, each with a typed outcome.
@@ -38,7 +42,9 @@ from tether.errors import PolicyFileError, WorkflowError
 from tether.graphs.act_node import ActNode
 from tether.graphs.base import CLOSINGS, Route
 from tether.graphs.envelope import ENVELOPE_NOTICE
+from tether.graphs.fallback import CallOutcome, call_with_fallback
 from tether.graphs.messages import checkpoint_safe, route_tool, tool_reply
+from tether.graphs.routing import RoutingDecision
 from tether.graphs.state import Escalated, Halt, Memory, Resolved, TurnSummary, WorkflowState
 from tether.graphs.tracing import run_id_for
 from tether.guards.budgets import Usage
@@ -46,13 +52,20 @@ from tether.guards.context import Subject
 from tether.guards.context_checks import ToolShape, check_against_tools
 from tether.guards.decisions import EscalationAction
 from tether.guards.screen import InjectionScreen
-from tether.models import estimate_tokens, price_for
+from tether.models import price_for
 
-__all__ = ["MEMORY_WINDOW", "Node", "Route", "Workflow"]
+__all__ = ["MEMORY_WINDOW", "Node", "Route", "RoutedState", "Workflow"]
 
 Node = Literal["router", "reasoning", "policy_check", "human_interrupt", "act", "escalate", "respond"]
 MEMORY_WINDOW = 20
 """Earlier runs kept in structured memory; older ones are counted, not kept."""
+
+
+class RoutedState(WorkflowState, total=False):
+    """The workflow's state with the router's choice of reasoning model for the current run."""
+
+    reasoning_model: str
+    """Pinned id of the model that reasons about the current run (``model_id`` or ``cheap_model_id``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +95,12 @@ class Workflow(ActNode):
             except NotImplementedError:
                 raise WorkflowError(workflow=self.name, reason=f"{role} {type(model).__name__} cannot call tools "
                                     "(no bind_tools); offline, use tether.ScriptedChatModel or KeywordRouter") from None
-        for role, model_id in (("router_model_id", self.router_model_id), ("model_id", self.model_id)):
+        self._check_routing()
+        for role, model_id in (("router_model_id", self.router_model_id), ("model_id", self.model_id),
+                               ("cheap_model_id", self.cheap_model_id),
+                               ("fallback_model_id", self.fallback_model_id)):
+            if model_id is None:
+                continue
             try:
                 price_for(model_id, self.prices)  # fail at build time, not mid-run
             except Exception as exc:
@@ -93,6 +111,21 @@ class Workflow(ActNode):
         if problems:
             raise PolicyFileError(path=self.policy.source, problems=problems)
 
+    def _check_routing(self) -> None:
+        for role in ("cheap", "fallback"):
+            model, model_id = getattr(self, f"{role}_model"), getattr(self, f"{role}_model_id")
+            if (model is None) != (model_id is None):
+                raise WorkflowError(workflow=self.name, reason=f"give {role}_model and {role}_model_id together")
+        if self.cheap_model is not None and self.router is None:
+            raise WorkflowError(workflow=self.name, reason="cheap_model needs a router that judges difficulty "
+                                "(router=CentroidRouter.from_file(...))")
+        if self.router is not None:
+            missing = [r.name for r in self.routes if r.name not in self.router.centroids]
+            unknown = sorted(set(self.router.centroids) - set(self.route_map))
+            if missing or unknown:
+                raise WorkflowError(workflow=self.name, reason=f"the router's examples miss routes {missing} "
+                                    f"and name unknown routes {unknown}")
+
     def close(self) -> None:
         """Close what the workflow holds open (the limits store, and resources with ``close()``)."""
         if self.limits is not None:
@@ -102,7 +135,7 @@ class Workflow(ActNode):
             close()
 
     def graph(self) -> StateGraph[WorkflowState]:
-        g: StateGraph[WorkflowState] = StateGraph(WorkflowState)
+        g: StateGraph[WorkflowState] = StateGraph(RoutedState)  # type: ignore[arg-type]
         g.add_node("router", self._timed(self._router))
         g.add_node("reasoning", self._timed(self._reasoning))
         g.add_node("policy_check", self._timed(self._policy_check))
@@ -159,16 +192,27 @@ class Workflow(ActNode):
             return fresh
         fresh["thread_subject"] = subject.id if subject is not None else state.get("thread_subject")
         st: WorkflowState = {**state, **fresh}  # type: ignore[typeddict-item]
-        self._event(st, config, event="run_started", detail=str(request.content)[:2000])
+        self._event(st, config, event="run_started", detail=str(request.content)[:2000],
+                    result={"prices": self._price_stamp()})
         if len(self.routes) == 1:  # nothing to choose: no model call
-            fresh["route"] = self.routes[0].name
-            self._event(st, config, event="routed", detail=fresh["route"])
+            decision = RoutingDecision(route=self.routes[0].name, router="single", tier="strong", model_id=self.model_id)
+            fresh.update(route=decision.route, reasoning_model=decision.model_id)
+            self._event(st, config, event="routed", detail=decision.route, result=decision.record())
             return fresh
-        route, usage, halt = self._pick_route(request)
-        fresh.update(usage=usage, halt=halt, route=route or "")
+        if self.router is not None:  # local embeddings: no model call, no spend
+            decision = self.router.decide(str(request.content), cheap_model_id=self.cheap_model_id,
+                                          strong_model_id=self.model_id)
+            fresh.update(route=decision.route, reasoning_model=decision.model_id)
+            self._event(st, config, event="routed", detail=decision.route, model_id=self.router.embedding_model,
+                        result=decision.record())
+            return fresh
+        route, usage, halt = self._pick_route(request, st, config)
+        fresh.update(usage=usage, halt=halt, route=route or "", reasoning_model=self.model_id)
         st["usage"] = usage
-        if halt is None:
-            self._event(st, config, event="routed", detail=route, model_id=self.router_model_id)
+        if halt is None and route is not None:
+            decision = RoutingDecision(route=route, router="llm", tier="strong", model_id=self.model_id)
+            self._event(st, config, event="routed", detail=route, model_id=self.router_model_id,
+                        result=decision.record())
         return fresh
 
     def _refuse_input(self, state: WorkflowState, request: HumanMessage | None, subject: Subject | None) -> Halt | None:
@@ -184,20 +228,22 @@ class Workflow(ActNode):
                         reason=f"this thread belongs to {bound}; start a new thread for {subject.id}")
         return None
 
-    def _pick_route(self, request: HumanMessage) -> tuple[str | None, Usage, Halt | None]:
+    def _pick_route(self, request: HumanMessage, state: WorkflowState,
+                    config: RunnableConfig) -> tuple[str | None, Usage, Halt | None]:
         """Ask the router model; an unknown route is shown to it as an error, with bounded retries."""
         tool = route_tool({r.name: r.description for r in self.routes})
         listing = "\n".join(f"- {r.name}: {r.description}" for r in self.routes)
         convo: list[BaseMessage] = [SystemMessage(f"Route the user's request. Routes:\n{listing}"), request]
-        usage, price = Usage(), price_for(self.router_model_id, self.prices)
+        usage = Usage()
         for _ in range(self.max_route_retries + 1):
-            over = self.policy.budgets.check_before_model_call(
-                usage, worst_case_usd=price.worst_case(input_tokens=estimate_tokens(convo)))
-            if over is not None:
-                return None, usage, self._halt_budget(over)
-            reply = self.router_model.bind_tools([tool]).invoke(convo)
-            spend = self._spend(self.router_model_id, reply) if isinstance(reply, AIMessage) else 0.0
-            usage = usage.add(model_calls=1, spend_usd=spend)
+            got = call_with_fallback(self._candidates(self.router_model_id, router=True), convo, [tool], usage=usage,
+                                     budgets=self.policy.budgets, prices=self.prices,
+                                     on_fallback=self._fallback_recorder({**state, "usage": usage}, config, "router"),
+                                     raise_other=True)  # a broken router is a bug, not an outage
+            usage = got.usage
+            if got.reply is None:
+                return None, usage, self._halt_call(got, "router")
+            reply = got.reply
             calls = [tc for tc in getattr(reply, "tool_calls", []) or [] if tc["name"] == "route"]
             picked = calls[0]["args"].get("route") if calls else None
             if picked in self.route_map:
@@ -252,29 +298,26 @@ class Workflow(ActNode):
         system = SystemMessage(f"{self.system_prompt}\n{ENVELOPE_NOTICE}\nroute: {route}\n{about}"
                                + memory.render())
         convo = [system, *state.get("messages", [])]
-        price = price_for(self.model_id, self.prices)
-        over = self.policy.budgets.check_before_model_call(
-            usage, worst_case_usd=price.worst_case(input_tokens=estimate_tokens(convo))
-        )
-        if over is not None:
-            return {"halt": self._halt_budget(over)}
-        try:
-            reply = self.model.bind_tools([t.openai_schema() for t in offered]).invoke(convo)
-        except Exception as exc:  # provider errors and timeouts stop the run; never guess
-            return {
-                "halt": Halt(
-                    rule_id="model.error",
-                    reason=f"the reasoning model failed: {type(exc).__name__}: {str(exc)[:200]}",
-                    action=self.policy.escalation.on_tool_error_retries_exhausted,
-                )
-            }
-        if not isinstance(reply, AIMessage):
-            reply = AIMessage(content=str(getattr(reply, "content", reply)))
+        model_id = str(state.get("reasoning_model") or self.model_id)  # type: ignore[typeddict-item]
+        got = call_with_fallback(self._candidates(model_id), convo, [t.openai_schema() for t in offered],
+                                 usage=usage, budgets=self.policy.budgets, prices=self.prices,
+                                 on_fallback=self._fallback_recorder(state, config, "reasoning"))
+        if got.reply is None:  # provider errors and timeouts with no fallback left stop the run; never guess
+            return {"halt": self._halt_call(got, "reasoning"), "usage": got.usage}
+        reply = got.reply
         if reply.tool_calls:  # model output must survive the checkpoint, whatever it contains
             calls = [{**tc, "args": checkpoint_safe(tc["args"])} for tc in reply.tool_calls]
             reply = reply.model_copy(update={"tool_calls": calls})
-        usage = usage.add(model_calls=1, spend_usd=self._spend(self.model_id, reply))
-        return {"messages": [reply], "usage": usage, "proposals": []}
+        return {"messages": [reply], "usage": got.usage, "proposals": []}
+
+    def _halt_call(self, got: CallOutcome, role: str) -> Halt:
+        """Why a model call produced no reply: the spend cap, or the last failure."""
+        if got.over is not None:
+            return self._halt_budget(got.over)
+        failed = got.failed
+        why = f"{failed.model_id}: {failed.message}" if failed is not None else "no reply"
+        return Halt(rule_id="model.error", reason=f"the {role} model failed: {why}"[:300],
+                    action=self.policy.escalation.on_tool_error_retries_exhausted)
 
     def _after_reasoning(self, state: WorkflowState) -> str:
         if state.get("halt"):
@@ -336,7 +379,8 @@ class Workflow(ActNode):
 
     def _respond(self, state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
         answer = str(state["messages"][-1].content)
-        self._event(state, config, event="responded", detail=answer[:2000], model_id=self.model_id)
+        model_id = str(state.get("reasoning_model") or self.model_id)  # type: ignore[typeddict-item]
+        self._event(state, config, event="responded", detail=answer[:2000], model_id=model_id)
         return {"outcome": Resolved(answer=answer)}
 
 

@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # No test may reach a real provider: make any accidental OpenAI call fail fast.
 os.environ.pop("OPENAI_API_KEY", None)
 os.environ["OPENAI_BASE_URL"] = "http://127.0.0.1:9/unreachable"
-for var in ("TETHER_HOME", "TETHER_MODEL", "TETHER_ROUTER_MODEL", "TETHER_LEDGER_URL", "TETHER_CHECKPOINT_URL"):
+for var in ("TETHER_HOME", "TETHER_MODEL", "TETHER_ROUTER_MODEL", "TETHER_LEDGER_URL", "TETHER_CHECKPOINT_URL",
+            "TETHER_LIMITS_URL"):
     os.environ.pop(var, None)
 
 

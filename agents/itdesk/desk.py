@@ -23,6 +23,7 @@ from tether import (
     WorkflowSpec,
     load_chat_model,
     load_prompt,
+    with_routing,
 )
 from tether.agents.itdesk.corpus import itdesk_corpus
 from tether.agents.itdesk.demo import SCENARIOS
@@ -35,6 +36,7 @@ __all__ = ["DEFAULT_PRINCIPAL", "ITDESK_ROUTES", "POLICY_PATH", "WORKFLOW", "itd
 
 _HERE = Path(__file__).parent
 POLICY_PATH = _HERE / "agent-policy.yaml"
+ROUTING_EXAMPLES = _HERE / "routing-examples.yaml"
 PROMPT = load_prompt(_HERE / "prompts" / "system.md")
 PROMPT_VERSION = PROMPT.version
 DEFAULT_PRINCIPAL = "helpdesk"
@@ -77,14 +79,14 @@ def itdesk_workflow(
 ) -> Workflow:
     """The IT desk as a ``Workflow``. Compile it with any LangGraph checkpointer.
 
-    Rate-limit state lives in ``$TETHER_HOME/limits.sqlite``; call ``Workflow.close()`` when
+    Rate-limit state lives at ``home.limits_url`` (``limits.sqlite`` by default); call ``Workflow.close()`` when
     done (``Session`` does): it closes the limits store and the directory connection.
     """
     register_offline_models()
     models = models or ModelConfig()
     policy = policy or Policy.from_yaml(POLICY_PATH)
     router, reasoning = models.router or ROUTER_ID, models.reasoning or REASONING_ID
-    return Workflow(
+    return with_routing(Workflow(
         name="itdesk",
         description=DESCRIPTION,
         policy=policy,
@@ -102,8 +104,8 @@ def itdesk_workflow(
         prompt_version=PROMPT_VERSION,
         prices=models.prices,
         principal=DEFAULT_PRINCIPAL,
-        limits=RuntimeLimits.open(policy, home.root / "limits.sqlite"),
-    )
+        limits=RuntimeLimits.open(policy, home.limits_url),
+    ), models, examples=ROUTING_EXAMPLES)
 
 
 def _resources(home: Home, world: Path) -> ItDeskResources:

@@ -31,6 +31,7 @@ from tether import (
     WorkflowSpec,
     load_chat_model,
     load_prompt,
+    with_routing,
 )
 from tether.agents.support.corpus import support_corpus
 from tether.agents.support.demo import SCENARIOS
@@ -52,6 +53,7 @@ __all__ = [
 
 _HERE = Path(__file__).parent
 POLICY_PATH = _HERE / "agent-policy.yaml"
+ROUTING_EXAMPLES = _HERE / "routing-examples.yaml"
 KB_DIR = _HERE / "kb"
 PROMPT = load_prompt(_HERE / "prompts" / "system.md")
 PROMPT_VERSION = PROMPT.version
@@ -94,7 +96,7 @@ def support_workflow(
 ) -> Workflow:
     """The support desk as a ``Workflow``. Compile it with any LangGraph checkpointer.
 
-    Rate-limit and circuit-breaker state lives in ``$TETHER_HOME/limits.sqlite``; call
+    Rate-limit and circuit-breaker state lives at ``home.limits_url`` (``limits.sqlite`` by default); call
     ``Workflow.close()`` when done (``Session`` does).
     """
     register_offline_models()
@@ -102,7 +104,7 @@ def support_workflow(
     policy = policy or Policy.from_yaml(POLICY_PATH)
     router, reasoning = models.router or ROUTER_ID, models.reasoning or REASONING_ID
     kb = open_knowledge_base(retrieval or _retrieval_from_env(), home)
-    return Workflow(
+    return with_routing(Workflow(
         name="support",
         description="Customer support desk: refunds, contact updates, order history, policy answers",
         policy=policy,
@@ -119,9 +121,9 @@ def support_workflow(
         system_prompt=SYSTEM_PROMPT,
         prompt_version=PROMPT_VERSION,
         prices=models.prices,
-        limits=RuntimeLimits.open(policy, home.root / "limits.sqlite"),
+        limits=RuntimeLimits.open(policy, home.limits_url),
         secrets=SecretResolver(),
-    )
+    ), models, examples=ROUTING_EXAMPLES)
 
 
 def _build(ctx: BuildContext) -> Workflow:
