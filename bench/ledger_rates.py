@@ -1,10 +1,11 @@
 """Ledger append and verify rates (events/s) on SQLite and, when available, PostgreSQL.
 
-    .venv/bin/python bench/ledger_rates.py [--events 2000] [--workers 4] [--pg URL]
+    .venv/bin/python bench/ledger_rates.py [--scale tiny|full] [--pg URL]
 
 PostgreSQL is used when ``--pg`` or ``TETHER_TEST_PG_URL`` is given (start one with
 ``eval "$(.ci/start-postgres.sh)"``); each run uses a fresh schema that is dropped after.
-Appends are the workflow's real path: one transaction per event, head row locked.
+Appends are the workflow's real path (one transaction per event, head row locked) and group
+commits (``append_many``); SQLite with ``synchronous=NORMAL`` and with ``FULL`` (durable) commits.
 """
 
 from __future__ import annotations
@@ -62,45 +63,77 @@ def pg_schema(base: str) -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def measure(name: str, url: str, n: int, workers: int) -> None:
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def _appends(url: str, n: int, *, batch: int, durable: bool) -> float:
+    """events/s of ``n`` appends, one transaction per event (``batch`` 1) or per ``batch`` events."""
+    with Ledger.open(url) as ledger:
+        evs = [event(i) for i in range(n)]
+        t0 = time.perf_counter()
+        if batch == 1:
+            for e in evs:
+                ledger.append(e, durable=durable)
+        else:
+            for k in range(0, n, batch):
+                ledger.append_many(evs[k:k + batch], durable=durable)
+        return _rate(n, time.perf_counter() - t0)
+
+
+def _writers(url: str, n: int, workers: int) -> float:
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, url, str(n // workers), f"w{k}"],
+                              stdout=subprocess.PIPE, text=True) for k in range(workers)]
+    spans = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"ledger writer failed with {proc.returncode}")
+        spans.append(tuple(float(x) for x in out.split()))
+    return _rate(workers * (n // workers), max(e for _, e in spans) - min(b for b, _ in spans))
+
+
+def _verify(url: str) -> tuple[float, int]:
     with Ledger.open(url) as ledger:
         t0 = time.perf_counter()
-        for i in range(n):
-            ledger.append(event(i))
-        append_s = time.perf_counter() - t0
-        procs = [subprocess.Popen([sys.executable, "-c", _WORKER, url, str(n // workers), f"w{k}"],
-                                  stdout=subprocess.PIPE, text=True) for k in range(workers)]
-        spans = []
-        for p in procs:
-            out, _ = p.communicate()
-            if p.returncode != 0:
-                raise SystemExit(f"worker failed with {p.returncode}")
-            spans.append(tuple(float(x) for x in out.split()))
-        conc_s = max(e for _, e in spans) - min(s for s, _ in spans)
-        total = n + workers * (n // workers)
-        t0 = time.perf_counter()
         report = ledger.verify()
-        verify_s = time.perf_counter() - t0
-    assert report.ok and report.rows == total, report.describe()
-    print(f"{name:10} append (1 process):        {n / append_s:9.0f} events/s  ({n} events)")
-    print(f"{name:10} append ({workers} processes):      {workers * (n // workers) / conc_s:9.0f}"
-          f" events/s  (first append to last, all workers)")
-    print(f"{name:10} verify:                    {total / verify_s:9.0f} events/s  ({total} rows)")
+        seconds = time.perf_counter() - t0
+    assert report.ok, report.describe()
+    return _rate(report.rows, seconds), report.rows
+
+
+def run(scale: str = "full", pg_url: str | None = None) -> dict[str, float | str]:
+    """Append rates (single and batched; SQLite NORMAL and FULL; PostgreSQL 1 and 4 writers) and verify."""
+    n = {"tiny": 200, "full": 5000}[scale]
+    out: dict[str, float | str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, batch, durable in (("single NORMAL", 1, False), ("single FULL", 1, True),
+                                     ("batched NORMAL", 100, False), ("batched FULL", 100, True)):
+            url = f"sqlite:///{Path(tmp) / name.replace(' ', '_')}.sqlite"
+            out[f"sqlite append {name}"] = _appends(url, n if batch > 1 or not durable else n // 5,
+                                                    batch=batch, durable=durable)
+        url = f"sqlite:///{Path(tmp) / 'v.sqlite'}"
+        _appends(url, n * 4, batch=500, durable=False)
+        out["sqlite verify"], _ = _verify(url)
+    pg = pg_url or os.environ.get("TETHER_TEST_PG_URL")
+    if not pg:
+        out["postgres"] = "skipped: set TETHER_TEST_PG_URL"
+        return out
+    with pg_schema(pg) as url:
+        out["postgres append single, 1 writer"] = _appends(url, n // 2, batch=1, durable=False)
+        out["postgres append batched, 1 writer"] = _appends(url, n, batch=100, durable=False)
+        out["postgres append single, 4 writers"] = _writers(url, n // 2, 4)
+        out["postgres verify"], _ = _verify(url)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=2000)
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--scale", default="full", choices=["tiny", "full"])
     ap.add_argument("--pg", default=os.environ.get("TETHER_TEST_PG_URL"))
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        measure("sqlite", f"sqlite:///{Path(tmp) / 'ledger.sqlite'}", args.events, args.workers)
-    if args.pg:
-        with pg_schema(args.pg) as url:
-            measure("postgres", url, args.events, args.workers)
-    else:
-        print("postgres   skipped: pass --pg URL or set TETHER_TEST_PG_URL")
+    for k, v in run(args.scale, args.pg).items():
+        print(f"{k:40} {v:>12.0f} events/s" if isinstance(v, float) else f"{k:40} {v}")
 
 
 if __name__ == "__main__":

@@ -152,22 +152,28 @@ class Ledger(ABC):
             q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, h))
         return from_columns({**cols, "seq": seq, "prev_hash": prev, "row_hash": h})
 
-    def append_many(self, evs: Sequence[LedgerEvent], *, durable: bool = False) -> list[LedgerRow]:
+    def append_many(self, evs: Sequence[LedgerEvent], *, durable: bool = False) -> int:
         """Add rows in order in one transaction (one commit, one head update): group commit for
-        callers that hold several events at once. All or none are added."""
-        rows: list[LedgerRow] = []
+        callers that hold several events at once. All or none are added; returns the new head's seq."""
+        stamped = [to_columns(ev, event_id=uuid.uuid4().hex, ts=now()) for ev in evs]
         with self._write(durable=durable) as q:
             seq, prev = self._lock_head(q)
-            for ev in evs:
-                cols = to_columns(ev, event_id=uuid.uuid4().hex, ts=now())
+            if not stamped:
+                return seq
+            params = []
+            for cols in stamped:
                 seq += 1
                 h = row_hash(cols, seq=seq, prev_hash=prev)
-                q(_INSERT, (seq, prev, h, *(cols[c] for c, _ in COLUMNS)))
-                rows.append(from_columns({**cols, "seq": seq, "prev_hash": prev, "row_hash": h}))
+                params.append((seq, prev, h, *(cols[c] for c, _ in COLUMNS)))
                 prev = h
-            if rows:
-                q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, prev))
-        return rows
+            self._insert_many(q, params)
+            q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, prev))
+        return seq
+
+    def _insert_many(self, q: Query, params: list[tuple[Any, ...]]) -> None:
+        """Insert event rows; a backend may do it in one round trip."""
+        for row in params:
+            q(_INSERT, row)
 
     def events(self, thread_id: str | None = None) -> list[LedgerRow]:
         if thread_id is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.checkpoints.chain import GENESIS
-from tether.checkpoints.ledger import Ledger, Query
+from tether.checkpoints.ledger import _INSERT, Ledger, Query
 from tether.checkpoints.migrations import migrate
 from tether.errors import LedgerError
 
@@ -90,6 +90,12 @@ class SqliteLedger(Ledger):
                 self._durable_at = self._commits
             finally:
                 self._db.execute("PRAGMA synchronous=NORMAL")
+
+    def _insert_many(self, q: Query, params: list[tuple[Any, ...]]) -> None:
+        try:
+            self._db.executemany(_INSERT, params)
+        except sqlite3.Error as exc:
+            raise LedgerError(url=self.url, reason=f"{type(exc).__name__}: {exc}") from None
 
     def commit_mark(self) -> int:
         return self._commits

@@ -156,25 +156,31 @@ class Approval(BaseModel):
         return self.expires_at is not None and (at or now()) > self.expires_at
 
 
+def _list(values: Any) -> str:
+    return dumps(list(values)) if values else "[]"
+
+
 def to_columns(ev: LedgerEvent, *, event_id: str, ts: str) -> dict[str, Any]:
     """The stored columns of an event (without ``seq`` and chain fields)."""
+    args_json = dumps(ev.args) if ev.args is not None else None
     return {
         "event_id": event_id, "ts": ts, "thread_id": ev.thread_id, "run_id": ev.run_id,
         "step": ev.step, "event": ev.event, "tool_call_id": ev.tool_call_id, "tool": ev.tool,
         "tool_schema_version": ev.tool_schema_version,
-        "args_json": dumps(ev.args) if ev.args is not None else None,
-        "args_hash": args_hash(ev.args) if ev.args is not None else None,
+        "args_json": args_json,
+        "args_hash": "sha256:" + hashlib.sha256(args_json.encode()).hexdigest()[:32] if args_json is not None
+        else None,  # the same as args_hash(ev.args): one canonical serialization
         "decision": ev.decision, "rule_id": ev.rule_id,
-        "matched_rules": dumps(list(ev.matched_rules)), "policy_version": ev.policy_version,
+        "matched_rules": _list(ev.matched_rules), "policy_version": ev.policy_version,
         "approval_id": ev.approval_id, "approver": ev.approver,
-        "evidence": dumps(list(ev.evidence)),
+        "evidence": _list(ev.evidence),
         "result_json": dumps(ev.result) if ev.result is not None else None,
         "error": ev.error, "detail": ev.detail, "model_id": ev.model_id,
         "principal": ev.principal, "subject_id": ev.subject_id,
         "spend_usd": float(ev.spend_usd) if ev.spend_usd is not None else None,
         "idempotency_key": ev.idempotency_key,
-        "citations": dumps(list(ev.citations)) if ev.citations is not None else None,
-        "flags": dumps(list(ev.flags)) if ev.flags is not None else None,
+        "citations": _list(ev.citations) if ev.citations is not None else None,
+        "flags": _list(ev.flags) if ev.flags is not None else None,
     }
 
 

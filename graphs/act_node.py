@@ -135,7 +135,7 @@ class ActNode(GuardNodes):
     def _failed(self, state: WorkflowState, config: RunnableConfig, spec: ToolSpec[Any, Any], p: Proposal,
                 exc: ToolError, facts: dict[str, Any]) -> ActStep:
         self._after(p.tool, ok=False)
-        self._event(state, config, event="failed", error=str(exc)[:1000], **facts)
+        self._event(state, config, event="failed", error=str(exc)[:1000], immediate=spec.effect != "read", **facts)
         halt = None
         if exc.code == "timeout" and spec.effect == "write":
             halt = Halt(rule_id="tool.timeout", reason=str(exc),
@@ -158,7 +158,7 @@ class ActNode(GuardNodes):
                         detail=f"{len(wrapped.flags)} instruction-like field(s) in the output of {p.tool}",
                         **{k: v for k, v in facts.items() if k not in ("args", "rule_id")})
         self._event(state, config, event="executed", result=data, flags=wrapped.flags or None,
-                    evidence=tuple(e.evidence_id for e in found), **facts)
+                    evidence=tuple(e.evidence_id for e in found), immediate=spec.effect != "read", **facts)
         outcome = None
         if spec.terminal is not None:
             parsed = spec.args_model.model_validate(p.args)

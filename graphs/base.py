@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +38,25 @@ CLOSINGS: Mapping[EscalationAction, str] = {
     EscalationAction.ASK_USER: "I need more information from you to continue.",
 }
 """Default closing replies, one per escalation action (``Workflow.closings`` overrides them)."""
+
+
+_PENDING: ContextVar[list[LedgerEvent] | None] = ContextVar("tether_pending_rows", default=None)
+
+
+@contextmanager
+def grouped_rows(ledger: Ledger) -> Iterator[None]:
+    """Hold the ledger rows a node appends and commit them together when it ends (group commit).
+
+    A crash mid-node loses only rows of a step that LangGraph runs again from its checkpoint; rows
+    of writes are never held (``NodeBase._event``)."""
+    token = _PENDING.set([])
+    try:
+        yield
+    finally:
+        held = _PENDING.get() or []
+        _PENDING.reset(token)
+        if held:
+            ledger.append_many(held)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,9 +161,12 @@ class NodeBase:
         return f"{self._thread(config)}:{p.action_id}"
 
     def _event(self, state: WorkflowState, config: RunnableConfig, *, durable: bool = False,
-               **fields: Any) -> None:
+               immediate: bool = False, **fields: Any) -> None:
         """Append one ledger row; fields the policy marks sensitive are redacted first.
-        ``durable``: on disk before this returns (a write's intent)."""
+
+        Inside ``grouped_rows`` (every timed node) a row is held and committed with the node's
+        other rows when the node ends, unless it is ``immediate`` (what a write did: committed at
+        once) or ``durable`` (a write's intent: on disk before this returns, with the rows held)."""
         tool = fields.get("tool")
         if tool and self.policy.tools.get(tool) is not None:
             for key in ("args", "result", "error", "detail"):
@@ -158,7 +182,14 @@ class NodeBase:
             spend_usd=state.get("usage", Usage()).spend_usd,
             **fields,
         )
-        self.ledger.append(ev, durable=durable)
+        pending = _PENDING.get()
+        if pending is not None and not (durable or immediate):
+            pending.append(ev)
+        elif pending:  # rows held so far go first, in one commit with this one
+            self.ledger.append_many([*pending, ev], durable=durable)
+            pending.clear()
+        else:
+            self.ledger.append(ev, durable=durable)
         observe(config, ev)  # labels the traced runs that wrote it (no-op without tracing)
 
     def _context(

@@ -40,7 +40,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from tether.errors import PolicyFileError, WorkflowError
 from tether.graphs.act_node import ActNode
-from tether.graphs.base import CLOSINGS, Route
+from tether.graphs.base import CLOSINGS, Route, grouped_rows
 from tether.graphs.envelope import ENVELOPE_NOTICE
 from tether.graphs.fallback import CallOutcome, call_with_fallback
 from tether.graphs.messages import checkpoint_safe, route_tool, tool_reply
@@ -164,7 +164,8 @@ class Workflow(ActNode):
 
         def node(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
             t0 = time.perf_counter()
-            out = fn(state, config)
+            with grouped_rows(self.ledger):
+                out = fn(state, config)
             usage = out.get("usage", state.get("usage", Usage()))
             out["usage"] = usage.add(seconds=time.perf_counter() - t0)
             return out

@@ -25,18 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from tether.guards.budgets import Budgets
 from tether.guards.citations import CitationFact, CitationGate, citation_gate
 from tether.guards.context import RunContext
-from tether.guards.context_rules import context_matches
 from tether.guards.decisions import (
     Allow,
     Deny,
     Escalate,
-    EscalationAction,
     RequireApproval,
-    RuleMatch,
-    combine,
 )
 from tether.guards.evidence_sections import ContentSection, OutputsSection
-from tether.guards.matchers import arg_matches, predicate_matches, sql_matches, sql_scope
+from tether.guards.matchers import sql_scope
 from tether.guards.policy_file import (
     EscalationSection,
     PolicyFile,
@@ -44,12 +40,10 @@ from tether.guards.policy_file import (
     parse_policy,
     read_policy_file,
 )
+from tether.guards.policy_plan import PolicyPlan, compile_plans
 from tether.guards.policy_sections import ArgRule
 from tether.guards.predicates import DEFAULT_PREDICATES, PredicateFn, PredicateRegistry
-from tether.guards.provenance import provenance_matches
-from tether.guards.rbac import role_matches, run_roles
 from tether.guards.sql_safety import SqlScope
-from tether.guards.tool_rules import tool_rule_result
 
 __all__ = ["ActionRequest", "AnyDecision", "Policy", "ToolRule"]
 
@@ -108,6 +102,8 @@ class Policy:
     """An immutable, content-versioned policy. Build with ``from_yaml`` or ``from_text``."""
 
     __slots__ = (
+        "_has_shadow",
+        "_plan",
         "_predicates",
         "_registry",
         "_spec",
@@ -131,10 +127,14 @@ class Policy:
         registry = predicates if predicates is not None else DEFAULT_PREDICATES
         canonical = json.dumps(_canonical(spec), sort_keys=True, separators=(",", ":"))
         a = spec.agent
+        resolved = _resolve_predicates(spec, registry, source)
         values: dict[str, object] = {
             "_spec": spec,
             "_registry": registry,
-            "_predicates": _resolve_predicates(spec, registry, source),
+            "_predicates": resolved,
+            "_plan": compile_plans(spec, resolved),
+            "_has_shadow": candidate is not None
+            or any(arg.shadow for r in spec.tools.values() for arg in r.args.values()),
             "_sql": {t: sql_scope(r.sql) for t, r in spec.tools.items() if r.sql is not None},
             "candidate": candidate,
             "source": source,
@@ -154,6 +154,8 @@ class Policy:
     _registry: PredicateRegistry
     _predicates: Mapping[str, tuple[tuple[str, PredicateFn], ...]]
     _sql: Mapping[str, SqlScope]
+    _plan: PolicyPlan
+    _has_shadow: bool
     candidate: Policy | None
     """A policy evaluated in shadow beside this one (``evaluate_with_shadow``); never enforced."""
     source: str
@@ -201,9 +203,7 @@ class Policy:
     @property
     def has_shadow(self) -> bool:
         """A candidate policy or at least one rule marked ``shadow: true``."""
-        return self.candidate is not None or any(
-            a.shadow for r in self.tools.values() for a in r.args.values()
-        )
+        return self._has_shadow
 
     def to_dict(self) -> dict[str, Any]:
         return _canonical(self._spec)
@@ -254,32 +254,9 @@ class Policy:
     def _decide(
         self, action: ActionRequest, *, role: str | None, principal: str | None, include_shadow: bool
     ) -> AnyDecision:
-        rule = self.tools.get(action.tool)
-        if rule is None:
-            reason = f"tool '{action.tool}' is not listed in the policy; unlisted tools are denied"
-            return combine([RuleMatch(rule_id="default.unlisted_tool", effect="deny", reason=reason)])
-        spec = self._spec
-        t = action.tool
-        built_in = tool_rule_result(action, rule, spec)
-        preds = tuple(
-            (ref.name, ref.effect, fn)
-            for ref, (_, fn) in zip(rule.predicates, self._predicates.get(t, ()), strict=True)
-        )
-        extra = arg_matches(t, rule.args, action, include_shadow=include_shadow)
-        extra += predicate_matches(t, preds, action)
-        extra += context_matches(t, rule.context, action)
-        extra += provenance_matches(t, rule, action, spec)
-        if rule.mode == "read_only_sql" and t in self._sql:
-            extra += sql_matches(t, self._sql[t], action)
-        # the fallback "allowed, no limit applies" holds only when no other rule fired
-        matches = [*built_in.matches, *extra]
-        if not matches and built_in.fallback is not None:
-            matches.append(built_in.fallback)
-        if spec.roles is not None:
-            who = principal if principal is not None else action.principal
-            roles = run_roles(spec.principals, roles=action.roles, principal=who, role=role)
-            matches += role_matches(t, spec.roles, roles, principal=who)
-        return combine(matches, escalation=EscalationAction.HANDOFF_TO_HUMAN)
+        # rules compiled per tool at load (``policy_plan``); same rules, order and reasons as
+        # ``tool_rule_result`` followed by the optional matchers and the role grants
+        return self._plan.decide(action, role=role, principal=principal, include_shadow=include_shadow)
 
 
 _NEW_ROOT = ("principals", "roles", "tiers", "content")

@@ -207,11 +207,18 @@ def provenance_findings(tool: str, rule: ToolRuleSection, action: ActionRequest,
     """Every provenance finding of one proposed call (empty: nothing to say)."""
     if not rule.provenance and not rule.external:
         return ()
-    ix = HistoryIndex(spec, action.context)
+    index: list[HistoryIndex] = []  # built on first use: a call without such values needs none
+
+    def history() -> HistoryIndex:
+        if not index:
+            index.append(HistoryIndex(spec, action.context))
+        return index[0]
+
     out: list[ProvenanceFinding] = []
     for arg, prule in rule.provenance.items():
         rid = f"tools.{tool}.provenance.{arg}"
         for value in list(scalars(field_values(action.args, arg)))[:MAX_VALUES]:
+            ix = history()
             if prule.kind == "free_text":
                 finding = _check_copied(ix, rid, tool, arg, prule, str(value))
             else:
@@ -220,8 +227,8 @@ def provenance_findings(tool: str, rule: ToolRuleSection, action: ActionRequest,
             if finding is not None:
                 out.append(finding)
                 break
-    if rule.external:
-        out += _check_secrets(ix, tool, action.args)
+    if rule.external and any(True for _ in scalars(list(action.args.values()))):
+        out += _check_secrets(history(), tool, action.args)
     return tuple(out)
 
 

@@ -16,12 +16,12 @@ def ev(i: int, thread: str = "T") -> LedgerEvent:
 
 def test_append_many_chains_like_single_appends(ledger: Ledger) -> None:
     ledger.append(ev(0))
-    rows = ledger.append_many([ev(i) for i in range(1, 6)])
+    head = ledger.append_many([ev(i) for i in range(1, 6)])
     ledger.append(ev(6), durable=True)
     stored = ledger.events("T")
     assert [r.args["i"] for r in stored] == list(range(7))
     assert [r.seq for r in stored] == list(range(1, 8))
-    assert [r.row_hash for r in stored[1:6]] == [r.row_hash for r in rows]
+    assert head == 6
     assert all(b.prev_hash == a.row_hash for a, b in zip(stored, stored[1:], strict=False))
     assert ledger.verify().ok
     assert ledger.head().seq == 7
@@ -30,7 +30,7 @@ def test_append_many_chains_like_single_appends(ledger: Ledger) -> None:
 def test_append_many_of_nothing_changes_nothing(ledger: Ledger) -> None:
     ledger.append(ev(0))
     before = ledger.head()
-    assert ledger.append_many([]) == []
+    assert ledger.append_many([]) == before.seq
     assert (ledger.head().seq, ledger.head().row_hash) == (before.seq, before.row_hash)
 
 
