@@ -26,7 +26,7 @@ test: setup lint
 	TETHER_MIN_TESTS=$${TETHER_MIN_TESTS:-600} .ci/with-postgres.sh $(BIN)/pytest tests -q
 
 bench: setup
-	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) build .tether *.egg-info

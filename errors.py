@@ -89,7 +89,7 @@ class MissingExtra(ConfigError):
         self.extra = extra
         super().__init__(
             setting=feature,
-            reason=f"needs the '{extra}' extra: pip install 'tether[{extra}]'",
+            reason=f"needs the '{extra}' extra: from a tether checkout, pip install '.[{extra}]'",
         )
 
 

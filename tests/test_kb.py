@@ -416,4 +416,4 @@ def test_kb_command_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["kb", "ingest", str(write_corpus(tmp_path / "docs")), "--json"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["mode"] == "bm25" and "notice: hybrid retrieval unavailable" in out.err
-    assert "pip install 'tether[embeddings]'" in out.err
+    assert "pip install '.[embeddings]'" in out.err

@@ -114,6 +114,18 @@ def test_yaml_suite_blocks_load(tmp_path: Path) -> None:
         assert suite.tasks, f"README.md:{line}: the suite has no tasks"
 
 
+def test_yaml_price_blocks_load(tmp_path: Path) -> None:
+    """Every ```yaml block that holds ``prices:`` loads as a price-table override file."""
+    from tether.models import load_prices
+
+    found = [(src, line) for _, src, line in blocks("yaml") if re.search(r"^prices:", src, re.M)]
+    assert found, "README.md shows no price file"
+    for src, line in found:
+        path = tmp_path / f"prices-{line}.yaml"
+        path.write_text(src, encoding="utf-8")
+        assert load_prices(path).version, f"README.md:{line}"
+
+
 def test_readme_documents_command_lines() -> None:
     assert len(_command_lines()) >= 10
 

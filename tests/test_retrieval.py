@@ -209,7 +209,7 @@ def test_vector_kb_without_the_extra_raises_missing_extra(monkeypatch, tmp_path:
         VectorKnowledgeBase.from_dir(KB_DIR, persist_dir=tmp_path / "chroma", embed_model=object())
     assert err.value.extra == "embeddings"
     assert err.value.setting == "vector retrieval"
-    assert "pip install 'tether[embeddings]'" in str(err.value)
+    assert "pip install '.[embeddings]'" in str(err.value)
     assert isinstance(err.value, ConfigError)
 
 

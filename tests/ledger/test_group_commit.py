@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +23,7 @@ def test_append_many_chains_like_single_appends(ledger: Ledger) -> None:
     assert [r.args["i"] for r in stored] == list(range(7))
     assert [r.seq for r in stored] == list(range(1, 8))
     assert head == 6
-    assert all(b.prev_hash == a.row_hash for a, b in zip(stored, stored[1:], strict=False))
+    assert all(b.prev_hash == a.row_hash for a, b in pairwise(stored))
     assert ledger.verify().ok
     assert ledger.head().seq == 7
 
