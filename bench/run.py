@@ -57,7 +57,11 @@ def _counters(scale: str) -> dict[str, Any]:
 
     if counters.strace_path() is None:
         return {"skipped": "strace is not installed (apt-get install strace)"}
-    return counters.table("sqlite")
+    rows = counters.table("sqlite")
+    for row in rows.values():  # the call-by-call order is for the durability test, not for reading
+        for side in ("governed", "bare"):
+            row[side].pop("order", None)
+    return rows
 
 
 def _module_run(name: str) -> Callable[[str], Any]:
