@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "LimitStore": "tether.guards.ratelimit",
+    "RunJob": "tether.checkpoints.queue_postgres",
+    "RunQueue": "tether.checkpoints.queue_postgres",
     "call_with_fallback": "tether.graphs.fallback",
     "load_prices": "tether.models",
     "PriceFileError": "tether.models",
@@ -169,6 +172,7 @@ __all__ = [
     "Ledger",
     "LedgerRow",
     "LexicalRelevance",
+    "LimitStore",
     "Metric",
     "ModelConfig",
     "ModelPrice",
@@ -194,6 +198,8 @@ __all__ = [
     "Route",
     "RoutingDecision",
     "RunContext",
+    "RunJob",
+    "RunQueue",
     "RunResult",
     "RuntimeLimits",
     "Scenario",
@@ -262,6 +268,8 @@ if TYPE_CHECKING:
     from tether.checkpoints.ledger import Approval as Approval
     from tether.checkpoints.ledger import Ledger as Ledger
     from tether.checkpoints.ledger import LedgerRow as LedgerRow
+    from tether.checkpoints.queue_postgres import RunJob as RunJob
+    from tether.checkpoints.queue_postgres import RunQueue as RunQueue
     from tether.config import Home as Home
     from tether.errors import ApprovalError as ApprovalError
     from tether.errors import ConfigError as ConfigError
@@ -317,6 +325,7 @@ if TYPE_CHECKING:
     from tether.guards.predicates import PredicateRegistry as PredicateRegistry
     from tether.guards.predicates import policy_predicate as policy_predicate
     from tether.guards.provenance import ProvenanceFinding as ProvenanceFinding
+    from tether.guards.ratelimit import LimitStore as LimitStore
     from tether.guards.ratelimit import RuntimeLimits as RuntimeLimits
     from tether.guards.relevance import EmbeddingRelevance as EmbeddingRelevance
     from tether.guards.relevance import LexicalRelevance as LexicalRelevance

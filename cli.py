@@ -527,6 +527,7 @@ def _parser() -> argparse.ArgumentParser:
     from tether.evals.cli import add_eval_commands
 
     add_eval_commands(sub)
+    sub.add_parser("worker", help="drain the shared run queue on PostgreSQL (tether worker --help)")
     return p
 
 
@@ -539,6 +540,11 @@ def _error(args: argparse.Namespace, exc: TetherError) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:  # its own parser: `tether worker --help`
+        from tether.graphs.worker import main as worker_main
+
+        return worker_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         code = int(args.fn(args))
