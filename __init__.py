@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "LeaseLost": "tether.checkpoints.queue_postgres",
     "LimitStore": "tether.guards.ratelimit",
     "RunJob": "tether.checkpoints.queue_postgres",
     "RunQueue": "tether.checkpoints.queue_postgres",
@@ -169,6 +170,7 @@ __all__ = [
     "KeywordRouter",
     "KnowledgeBase",
     "KnowledgeStore",
+    "LeaseLost",
     "Ledger",
     "LedgerRow",
     "LexicalRelevance",
@@ -268,6 +270,7 @@ if TYPE_CHECKING:
     from tether.checkpoints.ledger import Approval as Approval
     from tether.checkpoints.ledger import Ledger as Ledger
     from tether.checkpoints.ledger import LedgerRow as LedgerRow
+    from tether.checkpoints.queue_postgres import LeaseLost as LeaseLost
     from tether.checkpoints.queue_postgres import RunJob as RunJob
     from tether.checkpoints.queue_postgres import RunQueue as RunQueue
     from tether.config import Home as Home

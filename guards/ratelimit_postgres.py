@@ -9,6 +9,7 @@ advisory lock, so several workers may open a fresh database at once.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,9 +32,8 @@ _SCHEMA = (
 
 
 def _redact(url: str) -> str:
-    from tether.checkpoints.ledger_postgres import redact
-
-    return redact(url)
+    """The URL with any password replaced, for messages."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 class PostgresLimitStore:
