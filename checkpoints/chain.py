@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, Literal
 
-from tether.checkpoints.records import COLUMNS, dumps, now
+from tether.checkpoints.records import COLUMNS, now
 
 __all__ = [
+    "CHAIN_COLUMNS",
     "GENESIS",
     "Anchor",
     "BreakKind",
     "ChainBreak",
     "ChainReport",
     "row_hash",
+    "values_hash",
     "verify_chain",
 ]
 
@@ -41,23 +44,92 @@ _ADDED = frozenset({"citations", "flags"})
 """Columns added after 0003: hashed only when set, so rows written before them still verify."""
 
 
-def _canonical(cols: Mapping[str, Any]) -> dict[str, Any]:
+_PLAN: tuple[tuple[str, str, str, bool], ...] = tuple(
+    (name, _HASH_NAME.get(name, name), kind, name in _ADDED) for name, kind in COLUMNS)
+"""Per stored column: its name, the name it is hashed under, its kind, whether it is hashed only when set."""
+CHAIN_COLUMNS: tuple[str, ...] = ("seq", "prev_hash", "row_hash", *(name for name, _ in COLUMNS))
+"""The column order of the rows ``verify_chain`` reads (tuples, not dicts: the fast path)."""
+
+
+def _canonical(values: Sequence[Any]) -> dict[str, Any]:
+    """The hashed form of a row's columns, given in ``COLUMNS`` order."""
     out: dict[str, Any] = {}
-    for name, kind in COLUMNS:
-        old = _HASH_NAME.get(name)
-        v = cols.get(name, cols.get(old) if old else None)
-        if v is not None:
-            v = int(v) if kind == "int" else float(v) if kind == "real" else str(v)
-        elif name in _ADDED:
-            continue
-        out[old or name] = v
+    for (_, key, kind, added), v in zip(_PLAN, values, strict=True):
+        if v is None:
+            if added:
+                continue
+        elif kind == "text":
+            if type(v) is not str:
+                v = str(v)
+        elif kind == "int":
+            if type(v) is not int:
+                v = int(v)
+        elif type(v) is not float:
+            v = float(v)
+        out[key] = v
     return out
+
+
+def _values(cols: Mapping[str, Any]) -> list[Any]:
+    """A row's columns in ``COLUMNS`` order; a column renamed by a migration is also found
+    under its old name (rows read before that migration ran)."""
+    out = []
+    for name, key, _, _ in _PLAN:
+        v = cols.get(name)
+        if v is None and key != name:
+            v = cols.get(key)
+        out.append(v)
+    return out
+
+
+_ORDER: tuple[tuple[int, str, str, bool], ...] = tuple(sorted(
+    ((i, ',"' + key + '":', kind, added) for i, (_, key, kind, added) in enumerate(_PLAN)),
+    key=lambda item: item[1]))
+"""The hashed columns in key order: index in ``COLUMNS``, the JSON text before the value, kind."""
+
+
+def _number(v: Any, kind: str) -> str:
+    if kind == "int":
+        return int.__repr__(v if type(v) is int else int(v))
+    f = v if type(v) is float else float(v)
+    if f != f or f in (_INF, -_INF):
+        return "NaN" if f != f else "Infinity" if f > 0 else "-Infinity"
+    return float.__repr__(f)
+
+
+_INF = float("inf")
+
+
+def _payload(values: Sequence[Any], seq: int, prev_hash: str) -> str:
+    """``dumps({"v": 1, "seq": seq, "prev_hash": prev_hash, "row": _canonical(values)})``, built
+    directly (twice as fast as the encoder here): the row's keys are known and sorted once,
+    every value is a scalar."""
+    parts = []
+    for i, head, kind, added in _ORDER:
+        v = values[i]
+        if v is None:
+            if not added:
+                parts.append(head + "null")
+        elif kind == "text":
+            parts.append(head + _quote(v if type(v) is str else str(v)))
+        else:
+            parts.append(head + _number(v, kind))
+    return ('{"prev_hash":' + _quote(prev_hash) + ',"row":{' + "".join(parts)[1:]
+            + '},"seq":' + int.__repr__(int(seq)) + ',"v":1}')
+
+
+def values_hash(values: Sequence[Any], *, seq: int, prev_hash: str) -> str:
+    """``row_hash`` of a row whose columns are given in ``COLUMNS`` order."""
+    return _hash(values, seq, prev_hash)
+
+
+def _hash(values: Sequence[Any], seq: int, prev_hash: str) -> str:
+    return "sha256:" + hashlib.sha256(_payload(values, seq, prev_hash).encode()).hexdigest()
 
 
 def row_hash(cols: Mapping[str, Any], *, seq: int, prev_hash: str) -> str:
     """The hash a row must carry, from its stored columns, its ``seq`` and ``prev_hash``."""
-    payload = dumps({"v": 1, "seq": int(seq), "prev_hash": prev_hash, "row": _canonical(cols)})
-    return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+    return _hash(_values(cols), int(seq), prev_hash)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -147,35 +219,33 @@ def _classify(
 
 
 def verify_chain(
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Sequence[Any]],
     *,
     find_seq: Callable[[str], int | None],
     head: tuple[int, str] | None = None,
     anchor: Anchor | None = None,
 ) -> ChainReport:
-    """Check rows (stored columns, ascending ``seq``) against each other, the head, an anchor.
+    """Check rows (tuples in ``CHAIN_COLUMNS`` order, ascending ``seq``) against each other,
+    the head, an anchor.
 
     ``find_seq`` maps a row hash to the seq of the row carrying it (used to classify a break).
     ``head`` is the ledger's own record of its last ``(seq, row_hash)``.
     """
-    prev: Mapping[str, Any] | None = None
-    n = 0
+    prev: Sequence[Any] | None = None
+    n, prev_seq, prev_hash = 0, 0, GENESIS
     anchored: str | None = None
     for r in rows:
-        seq = int(r["seq"])
-        expected_seq = int(prev["seq"]) + 1 if prev is not None else 1
-        good = (seq == expected_seq
-                and r.get("prev_hash") == (prev["row_hash"] if prev is not None else GENESIS)
-                and r.get("row_hash") == row_hash(r, seq=seq, prev_hash=str(r.get("prev_hash"))))
-        if not good:
-            problem = _classify(r, expected_seq=expected_seq, prev=prev, find_seq=find_seq)
+        seq = int(r[0])
+        if not (seq == prev_seq + 1 and r[1] == prev_hash and r[2] == _hash(r[3:], seq, str(r[1]))):
+            as_dict = dict(zip(CHAIN_COLUMNS, r, strict=True))
+            before = dict(zip(CHAIN_COLUMNS, prev, strict=True)) if prev is not None else None
+            problem = _classify(as_dict, expected_seq=prev_seq + 1, prev=before, find_seq=find_seq)
             return _report(n, prev, problem)
         n += 1
-        prev = r
+        prev, prev_seq, prev_hash = r, seq, r[2]
         if anchor is not None and seq == anchor.seq:
-            anchored = str(r["row_hash"])
-    last_seq = int(prev["seq"]) if prev is not None else 0
-    last_hash = str(prev["row_hash"]) if prev is not None else GENESIS
+            anchored = str(r[2])
+    last_seq, last_hash = prev_seq, str(prev_hash)
     for name, mark in (("the ledger's head record", head),
                        ("the anchor", (anchor.seq, anchor.row_hash) if anchor else None)):
         if mark is None:
@@ -197,9 +267,9 @@ def verify_chain(
     return _report(n, prev, None)
 
 
-def _report(n: int, prev: Mapping[str, Any] | None, problem: ChainBreak | None) -> ChainReport:
+def _report(n: int, prev: Sequence[Any] | None, problem: ChainBreak | None) -> ChainReport:
     return ChainReport(
         ok=problem is None, rows=n, problem=problem,
-        head_seq=int(prev["seq"]) if prev is not None else 0,
-        head_hash=str(prev["row_hash"]) if prev is not None else GENESIS,
+        head_seq=int(prev[0]) if prev is not None else 0,
+        head_hash=str(prev[2]) if prev is not None else GENESIS,
     )

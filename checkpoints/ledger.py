@@ -34,7 +34,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from tether.checkpoints.chain import GENESIS, Anchor, ChainBreak, ChainReport, row_hash, verify_chain
+from tether.checkpoints.chain import (
+    CHAIN_COLUMNS,
+    GENESIS,
+    Anchor,
+    ChainBreak,
+    ChainReport,
+    values_hash,
+    verify_chain,
+)
 from tether.checkpoints.migrations import SCHEMA_VERSION
 from tether.checkpoints.records import (
     COLUMNS,
@@ -108,6 +116,10 @@ class Ledger(ABC):
     @abstractmethod
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
 
+    def _read_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows as tuples in the statement's column order (a backend may skip building dicts)."""
+        return [tuple(r.values()) for r in self._read(sql, params)]
+
     @abstractmethod
     def _lock_head(self, q: Query) -> tuple[int, str]:
         """Lock the head record for the rest of the transaction; return ``(seq, row_hash)``."""
@@ -147,8 +159,9 @@ class Ledger(ABC):
         with self._write(durable=durable) as q:
             seq, prev = self._lock_head(q)
             seq += 1
-            h = row_hash(cols, seq=seq, prev_hash=prev)
-            q(_INSERT, (seq, prev, h, *(cols[c] for c, _ in COLUMNS)))
+            values = [cols[c] for c, _ in COLUMNS]
+            h = values_hash(values, seq=seq, prev_hash=prev)
+            q(_INSERT, (seq, prev, h, *values))
             q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, h))
         return from_columns({**cols, "seq": seq, "prev_hash": prev, "row_hash": h})
 
@@ -163,8 +176,9 @@ class Ledger(ABC):
             params = []
             for cols in stamped:
                 seq += 1
-                h = row_hash(cols, seq=seq, prev_hash=prev)
-                params.append((seq, prev, h, *(cols[c] for c, _ in COLUMNS)))
+                values = [cols[c] for c, _ in COLUMNS]
+                h = values_hash(values, seq=seq, prev_hash=prev)
+                params.append((seq, prev, h, *values))
                 prev = h
             self._insert_many(q, params)
             q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, prev))
@@ -181,17 +195,26 @@ class Ledger(ABC):
         rows = self._read("SELECT * FROM ledger_events WHERE thread_id=? ORDER BY seq", (thread_id,))
         return [from_columns(r) for r in rows]
 
-    def _raw_rows(self, upto: int | None = None) -> Iterator[dict[str, Any]]:
-        last, cap = 0, " AND seq <= ?" if upto is not None else ""
+    def _raw_rows(self) -> Iterator[dict[str, Any]]:
+        last = 0
         while True:
-            rows = self._read(
-                f"SELECT * FROM ledger_events WHERE seq > ?{cap} ORDER BY seq LIMIT {_BATCH}",
-                (last,) if upto is None else (last, upto),
-            )
+            rows = self._read(f"SELECT * FROM ledger_events WHERE seq > ? ORDER BY seq LIMIT {_BATCH}",
+                              (last,))
             yield from rows
             if len(rows) < _BATCH:
                 return
             last = int(rows[-1]["seq"])
+
+    def _chain_rows(self, upto: int) -> Iterator[tuple[Any, ...]]:
+        """Rows up to ``upto`` as tuples in ``CHAIN_COLUMNS`` order, read in batches."""
+        last, select = 0, ", ".join(CHAIN_COLUMNS)
+        while True:
+            rows = self._read_tuples(f"SELECT {select} FROM ledger_events WHERE seq > ? AND seq <= ?"
+                                     f" ORDER BY seq LIMIT {_BATCH}", (last, upto))
+            yield from rows
+            if len(rows) < _BATCH:
+                return
+            last = int(rows[-1][0])
 
     def iter_events(self) -> Iterator[LedgerRow]:
         """Every row in ``seq`` order, read in batches."""
@@ -232,7 +255,8 @@ class Ledger(ABC):
             rows = self._read("SELECT seq FROM ledger_events WHERE row_hash=? LIMIT 1", (h,))
             return int(rows[0]["seq"]) if rows else None
 
-        report = verify_chain(self._raw_rows(upto=head.seq if head else None), find_seq=find_seq,
+        upto = head.seq if head else self._read("SELECT MAX(seq) AS m FROM ledger_events")[0]["m"] or 0
+        report = verify_chain(self._chain_rows(int(upto)), find_seq=find_seq,
                               head=(head.seq, head.row_hash) if head else None, anchor=anchor)
         if not report.ok or head is None:
             return report

@@ -75,6 +75,18 @@ class PostgresLedger(Ledger):
         with self._lock:
             return self._run(sql, params)[0]
 
+    def _read_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+        from psycopg.rows import tuple_row
+
+        with self._lock:
+            try:
+                with self._conn.cursor(row_factory=tuple_row) as cur:
+                    rows: list[tuple[Any, ...]] = cur.execute(sql.replace("?", "%s"), tuple(params)).fetchall()
+                    return rows
+            except psycopg.Error as exc:
+                raise LedgerError(url=redact(self.url), reason=f"{type(exc).__name__}: {exc}") from None
+
     def _lock_head(self, q: Query) -> tuple[int, str]:
         rows, _ = q("SELECT seq, row_hash FROM ledger_head WHERE id=1 FOR UPDATE")
         return (int(rows[0]["seq"]), str(rows[0]["row_hash"])) if rows else (0, GENESIS)

@@ -111,6 +111,15 @@ class SqliteLedger(Ledger):
         with self._lock:
             return self._run(sql, params)[0]
 
+    def _read_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                cur = self._db.cursor()
+                cur.row_factory = None
+                return cur.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise LedgerError(url=self.url, reason=f"{type(exc).__name__}: {exc}") from None
+
     def _lock_head(self, q: Query) -> tuple[int, str]:
         rows, _ = q("SELECT seq, row_hash FROM ledger_head WHERE id=1")
         return (int(rows[0]["seq"]), str(rows[0]["row_hash"])) if rows else (0, GENESIS)
