@@ -10,6 +10,7 @@ re-run only when the tool dedupes on the key, else escalated. Each proposal goes
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -56,6 +57,25 @@ def _reply(p: Proposal, payload: dict[str, Any]) -> ToolMessage:
 def _amount(spec: ToolSpec[Any, Any], p: Proposal) -> float:
     value = p.args.get(spec.amount_arg) if spec.amount_arg else None
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _tool_pool() -> ThreadPoolExecutor:
+    """Threads that run tool calls under their timeout, shared and reused."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=8, thread_name_prefix="tether-tool"))
+        return _POOL[0]
+
+
+def _retire(pool: ThreadPoolExecutor) -> None:
+    with _POOL_LOCK:
+        if _POOL and _POOL[0] is pool:
+            _POOL.clear()
+    pool.shutdown(wait=False)
 
 
 class ActNode(GuardNodes):
@@ -199,11 +219,12 @@ class ActNode(GuardNodes):
 
     def _run_tool(self, spec: ToolSpec[Any, Any], p: Proposal, ctx: ToolContext[Any]) -> Any:
         parsed = spec.args_model.model_validate(p.args)
-        pool = ThreadPoolExecutor(max_workers=1)
+        pool = _tool_pool()
         future = pool.submit(spec.run, parsed, ctx)
         try:
             return future.result(timeout=self.tool_timeout_seconds)
         except FutureTimeout:
+            _retire(pool)  # the hung call keeps its thread; later calls get fresh ones
             raise ToolError(
                 code="timeout",
                 message=f"{spec.name} did not finish in {self.tool_timeout_seconds:g}s; "
@@ -215,8 +236,6 @@ class ActNode(GuardNodes):
             raise ToolError(
                 code="tool_failed", message=f"{spec.name} failed: {type(exc).__name__}: {str(exc)[:200]}"
             ) from None
-        finally:
-            pool.shutdown(wait=False)
 
     def _after_act(self, state: WorkflowState) -> str:
         return "escalate" if state.get("halt") else "reasoning"

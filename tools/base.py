@@ -11,8 +11,8 @@ never chooses the subject. Write tools declare ``effect="write"`` and may supply
 
 from __future__ import annotations
 
-import copy
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar, get_type_hints
@@ -247,7 +247,8 @@ class ToolSpec(Generic[A, R]):
 
     def openai_schema(self) -> dict[str, Any]:
         """The schema handed to a chat model's ``bind_tools`` (built once per tool)."""
-        return copy.deepcopy(_function_schema(self.name, self.description, self.args_model))
+        fresh: dict[str, Any] = json.loads(_function_schema(self.name, self.description, self.args_model))
+        return fresh
 
     def shape(self) -> tuple[frozenset[str], frozenset[str]]:
         """Argument names and dotted result field paths (for checking policy names)."""
@@ -276,10 +277,11 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 @functools.lru_cache(maxsize=512)
-def _function_schema(name: str, description: str, args_model: type[BaseModel]) -> dict[str, Any]:
+def _function_schema(name: str, description: str, args_model: type[BaseModel]) -> str:
     params = args_model.model_json_schema()
     params.pop("title", None)
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
+    return json.dumps({"type": "function", "function": {"name": name, "description": description,
+                                                        "parameters": params}})
 
 
 def tool(
