@@ -23,7 +23,7 @@ lint: setup
 	$(BIN)/mypy -p tether
 
 test: setup lint
-	TETHER_MIN_TESTS=$${TETHER_MIN_TESTS:-600} .ci/with-postgres.sh $(BIN)/pytest tests -q
+	TETHER_MIN_TESTS=$${TETHER_MIN_TESTS:-600} .ci/with-postgres.sh $(BIN)/pytest tests -q -n auto --maxprocesses=4
 
 bench: setup
 	$(BIN)/python bench/run.py
