@@ -136,13 +136,13 @@ class Workflow(ActNode):
 
     def graph(self) -> StateGraph[WorkflowState]:
         g: StateGraph[WorkflowState] = StateGraph(RoutedState)  # type: ignore[arg-type]
-        g.add_node("router", self._timed(self._router))
-        g.add_node("reasoning", self._timed(self._reasoning))
-        g.add_node("policy_check", self._timed(self._policy_check))
-        g.add_node("human_interrupt", self._human_interrupt)
-        g.add_node("act", self._timed(self._act))
-        g.add_node("escalate", self._escalate)
-        g.add_node("respond", self._respond)
+        nodes: dict[str, Any] = {  # every node reads the whole state (RoutedState, not only its annotation)
+            "router": self._timed(self._router), "reasoning": self._timed(self._reasoning),
+            "policy_check": self._timed(self._policy_check), "human_interrupt": self._human_interrupt,
+            "act": self._timed(self._act), "escalate": self._escalate, "respond": self._respond,
+        }
+        for name, fn in nodes.items():
+            g.add_node(name, fn, input_schema=RoutedState)
         after_check = ["human_interrupt", "act", "reasoning", "escalate"]
         g.add_edge(START, "router")
         g.add_conditional_edges("router", self._after_router, ["reasoning", "escalate"])
