@@ -19,10 +19,12 @@ import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tether.graphs.routing import CentroidRouter, Classification, RouteExample, choose_tier, load_examples
-from tether.models import ModelPrice, price_for, price_stamp
+
+if TYPE_CHECKING:
+    from tether.models import ModelPrice
 
 __all__ = ["RoutingReport", "Workload", "add_routing_command", "evaluate_routing"]
 
@@ -94,6 +96,8 @@ def evaluate_routing(
     work = workload or Workload()
     limit = router.threshold if threshold is None else threshold
     found = list(classified) if classified is not None else router.classify_many([e.text for e in examples])
+    from tether.models import price_for, price_stamp  # langchain: imported when used, not by the CLI
+
     cheap, strong = price_for(cheap_model_id, prices), price_for(strong_model_id, prices)
     n = len(examples)
     route_ok = diff_ok = to_cheap = hard_cheap = easy_strong = 0

@@ -8,10 +8,23 @@ Markdown, text and PDF incrementally, keeps versions and retired chunks resolvab
 with BM25, vectors or both.
 """
 
-from tether.retrieval.hybrid import EvidenceSearch, HybridKnowledgeBase, reciprocal_rank_fusion
-from tether.retrieval.knowledge import Evidence, KnowledgeBase, Passage, read_passages
-from tether.retrieval.store import DocumentInfo, IngestReport, KnowledgeStore, RetrievalFallback
-from tether.retrieval.vector import VectorKnowledgeBase
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tether.retrieval.hybrid import EvidenceSearch, HybridKnowledgeBase, reciprocal_rank_fusion
+    from tether.retrieval.knowledge import Evidence, KnowledgeBase, Passage, read_passages
+    from tether.retrieval.store import DocumentInfo, IngestReport, KnowledgeStore, RetrievalFallback
+    from tether.retrieval.vector import VectorKnowledgeBase
+
+_HOME = {
+    "EvidenceSearch": "hybrid", "HybridKnowledgeBase": "hybrid", "reciprocal_rank_fusion": "hybrid",
+    "Evidence": "knowledge", "KnowledgeBase": "knowledge", "Passage": "knowledge", "read_passages": "knowledge",
+    "DocumentInfo": "store", "IngestReport": "store", "KnowledgeStore": "store", "RetrievalFallback": "store",
+    "VectorKnowledgeBase": "vector",
+}
 
 __all__ = [
     "DocumentInfo",
@@ -27,3 +40,10 @@ __all__ = [
     "read_passages",
     "reciprocal_rank_fusion",
 ]
+
+
+def __getattr__(name: str) -> Any:  # imported on first use: the CLI's other commands stay fast
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tether.retrieval' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"tether.retrieval.{module}"), name)
