@@ -13,7 +13,6 @@ Ratios come from one run, so they are comparable even on a busy machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -23,32 +22,20 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from tether.checkpoints.queue_postgres import RunJob, RunQueue
 from tether.config import Home
 from tether.graphs.session import Session
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from ledger_rates import pg_schema  # noqa: E402
+
 COUNTS = (1, 2, 4)
 JOBS = {"tiny": 12, "full": 160}
-
-
-@contextlib.contextmanager
-def pg_schema(base: str) -> Iterator[str]:
-    import psycopg
-
-    schema = "bench_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def jobs(world: Path, n: int, tag: str) -> list[RunJob]:
