@@ -52,7 +52,8 @@ CHAIN_COLUMNS: tuple[str, ...] = ("seq", "prev_hash", "row_hash", *(name for nam
 
 
 def _canonical(values: Sequence[Any]) -> dict[str, Any]:
-    """The hashed form of a row's columns, given in ``COLUMNS`` order."""
+    """The hashed form of a row's columns, given in ``COLUMNS`` order: the specification that
+    ``_payload`` implements (and is tested against)."""
     out: dict[str, Any] = {}
     for (_, key, kind, added), v in zip(_PLAN, values, strict=True):
         if v is None:
@@ -88,6 +89,9 @@ _ORDER: tuple[tuple[int, str, str, bool], ...] = tuple(sorted(
 """The hashed columns in key order: index in ``COLUMNS``, the JSON text before the value, kind."""
 
 
+_INF = float("inf")
+
+
 def _number(v: Any, kind: str) -> str:
     if kind == "int":
         return int.__repr__(v if type(v) is int else int(v))
@@ -95,9 +99,6 @@ def _number(v: Any, kind: str) -> str:
     if f != f or f in (_INF, -_INF):
         return "NaN" if f != f else "Infinity" if f > 0 else "-Infinity"
     return float.__repr__(f)
-
-
-_INF = float("inf")
 
 
 def _payload(values: Sequence[Any], seq: int, prev_hash: str) -> str:

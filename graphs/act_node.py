@@ -67,7 +67,7 @@ def _tool_pool() -> ThreadPoolExecutor:
     """Threads that run tool calls under their timeout, shared and reused."""
     with _POOL_LOCK:
         if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max_workers=8, thread_name_prefix="tether-tool"))
+            _POOL.append(ThreadPoolExecutor(max_workers=32, thread_name_prefix="tether-tool"))
         return _POOL[0]
 
 
@@ -224,7 +224,8 @@ class ActNode(GuardNodes):
         try:
             return future.result(timeout=self.tool_timeout_seconds)
         except FutureTimeout:
-            _retire(pool)  # the hung call keeps its thread; later calls get fresh ones
+            future.cancel()  # a call still queued never starts after its timeout was reported
+            _retire(pool)  # a hung call keeps its thread; later calls get fresh ones
             raise ToolError(
                 code="timeout",
                 message=f"{spec.name} did not finish in {self.tool_timeout_seconds:g}s; "
