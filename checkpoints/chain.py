@@ -2,7 +2,12 @@
 
 Every event row carries ``seq`` (1, 2, 3, ... without gaps), ``prev_hash`` (the ``row_hash``
 of the row before, ``GENESIS`` for the first) and ``row_hash`` (SHA-256 over the row's
-columns, ``seq`` and ``prev_hash``). ``verify_chain`` walks the rows in ``seq`` order and
+columns, ``seq`` and ``prev_hash``). Two hashed forms exist, both canonical JSON (see
+``records.dumps``): version 2, which rows are written with, is the array
+``[2, seq, prev_hash, <every column of COLUMNS in order>]``; version 1 (rows written before
+schema 0005) is ``{"prev_hash", "row": {column: value}, "seq", "v": 1}``. A row is authentic if
+its hash is that of either form of its columns: the two cannot collide, one is an array and the
+other an object. A column added to ``COLUMNS`` needs a new version. ``verify_chain`` walks the rows in ``seq`` order and
 names the first row that was edited, deleted, inserted or reordered. The ledger's own head
 record and an optional external ``Anchor`` (the head written to a file) make deleting the
 tail detectable too.
@@ -18,7 +23,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, Literal
 
-from tether.checkpoints.records import COLUMNS, now
+from tether.checkpoints.records import COLUMNS, dumps, now
 
 __all__ = [
     "CHAIN_COLUMNS",
@@ -120,17 +125,38 @@ def _payload(values: Sequence[Any], seq: int, prev_hash: str) -> str:
 
 
 def values_hash(values: Sequence[Any], *, seq: int, prev_hash: str) -> str:
-    """``row_hash`` of a row whose columns are given in ``COLUMNS`` order."""
-    return _hash(values, seq, prev_hash)
+    """``row_hash`` (version 2) of a row whose columns are given in ``COLUMNS`` order, each of
+    its column's type or ``None``."""
+    return _hash2(values, seq, prev_hash)
 
 
 def _hash(values: Sequence[Any], seq: int, prev_hash: str) -> str:
     return "sha256:" + hashlib.sha256(_payload(values, seq, prev_hash).encode()).hexdigest()
 
 
-def row_hash(cols: Mapping[str, Any], *, seq: int, prev_hash: str) -> str:
-    """The hash a row must carry, from its stored columns, its ``seq`` and ``prev_hash``."""
-    return _hash(_values(cols), int(seq), prev_hash)
+def _hash2(values: Sequence[Any], seq: int, prev_hash: str) -> str:
+    return "sha256:" + hashlib.sha256(dumps([2, seq, prev_hash, *values]).encode()).hexdigest()
+
+
+def _typed(values: Sequence[Any]) -> list[Any]:
+    """Each value as its column's type (a backend may hand back another numeric type)."""
+    canonical = _canonical(values)
+    return [canonical.get(key) for _, key, _, _ in _PLAN]
+
+
+def _authentic(values: Sequence[Any], seq: int, prev_hash: str, h: Any) -> bool:
+    """Whether ``h`` is the hash of either form of the row (the fast path is checked first)."""
+    return bool(h == _hash2(values, seq, prev_hash) or h == _hash2(_typed(values), seq, prev_hash)
+                or h == _hash(values, seq, prev_hash))
+
+
+def row_hash(cols: Mapping[str, Any], *, seq: int, prev_hash: str, version: Literal[1, 2] = 2) -> str:
+    """The hash a row must carry, from its stored columns, its ``seq`` and ``prev_hash``
+    (``version`` 1: the form of rows written before schema 0005)."""
+    values = _values(cols)
+    if version == 1:
+        return _hash(values, int(seq), prev_hash)
+    return _hash2(_typed(values), int(seq), prev_hash)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -192,7 +218,7 @@ def _classify(
     find_seq: Callable[[str], int | None],
 ) -> ChainBreak:
     seq, link = int(r["seq"]), r.get("prev_hash")
-    self_ok = r.get("row_hash") == row_hash(r, seq=seq, prev_hash=str(link))
+    self_ok = _authentic(_values(r), seq, str(link), r.get("row_hash"))
     expected_prev = prev["row_hash"] if prev is not None else GENESIS
     if link == expected_prev:
         why = "its content does not match its hash" if seq == expected_seq or not self_ok \
@@ -235,9 +261,17 @@ def verify_chain(
     prev: Sequence[Any] | None = None
     n, prev_seq, prev_hash = 0, 0, GENESIS
     anchored: str | None = None
+    first = _hash2  # the form the last row matched: a ledger is mostly one form or the other
     for r in rows:
         seq = int(r[0])
-        if not (seq == prev_seq + 1 and r[1] == prev_hash and r[2] == _hash(r[3:], seq, str(r[1]))):
+        if not (seq == prev_seq + 1 and r[1] == prev_hash):
+            ok = False
+        elif r[2] == first(r[3:], seq, prev_hash):
+            ok = True
+        else:
+            ok = _authentic(r[3:], seq, prev_hash, r[2])
+            first = _hash if ok and r[2] == _hash(r[3:], seq, prev_hash) else _hash2
+        if not ok:
             as_dict = dict(zip(CHAIN_COLUMNS, r, strict=True))
             before = dict(zip(CHAIN_COLUMNS, prev, strict=True)) if prev is not None else None
             problem = _classify(as_dict, expected_seq=prev_seq + 1, prev=before, find_seq=find_seq)

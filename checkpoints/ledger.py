@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -55,8 +54,10 @@ from tether.checkpoints.records import (
     args_hash,
     dumps,
     from_columns,
+    new_event_id,
     now,
     to_columns,
+    to_values,
 )
 from tether.errors import ApprovalError, LedgerError
 
@@ -155,7 +156,7 @@ class Ledger(ABC):
     def append(self, ev: LedgerEvent, *, durable: bool = False) -> LedgerRow:
         """Add one row at the head, on disk before this returns if ``durable`` (the intent of a
         write tool, appended before its side effect)."""
-        cols = to_columns(ev, event_id=uuid.uuid4().hex, ts=now())
+        cols = to_columns(ev, event_id=new_event_id(), ts=now())
         with self._write(durable=durable) as q:
             seq, prev = self._lock_head(q)
             seq += 1
@@ -168,15 +169,14 @@ class Ledger(ABC):
     def append_many(self, evs: Sequence[LedgerEvent], *, durable: bool = False) -> int:
         """Add rows in order in one transaction (one commit, one head update): group commit for
         callers that hold several events at once. All or none are added; returns the new head's seq."""
-        stamped = [to_columns(ev, event_id=uuid.uuid4().hex, ts=now()) for ev in evs]
+        stamped = [to_values(ev, event_id=new_event_id(), ts=now()) for ev in evs]
         with self._write(durable=durable) as q:
             seq, prev = self._lock_head(q)
             if not stamped:
                 return seq
             params = []
-            for cols in stamped:
+            for values in stamped:
                 seq += 1
-                values = [cols[c] for c, _ in COLUMNS]
                 h = values_hash(values, seq=seq, prev_hash=prev)
                 params.append((seq, prev, h, *values))
                 prev = h

@@ -8,6 +8,9 @@ the names it applied in ``schema_migrations``; the last name is ``SCHEMA_VERSION
                                 the ledger_head record, one successor per row
     0003_subjects_and_expiry    customer_id -> subject_id; approval expiry and workflow
     0004_evidence_columns       citation-gate findings and content flags per event
+    0005_append_only_indexes    drop the unique index on prev_hash: its random keys made every
+                                commit rewrite pages all over it; a fork is refused by the
+                                seq primary key under the head lock, and found by verify
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def _backfill_chain(q: _Query) -> None:
     prev, last = GENESIS, 0
     rows, _ = q("SELECT * FROM ledger_events ORDER BY seq")
     for r in rows:
-        h = row_hash(r, seq=int(r["seq"]), prev_hash=prev)
+        h = row_hash(r, seq=int(r["seq"]), prev_hash=prev, version=1)
         q("UPDATE ledger_events SET prev_hash=?, row_hash=? WHERE seq=?", (prev, h, r["seq"]))
         prev, last = h, int(r["seq"])
     q("INSERT INTO ledger_head (id, seq, row_hash) VALUES (1, ?, ?)", (last, prev))
@@ -91,11 +94,16 @@ def _evidence_columns(d: Dialect) -> list[Step]:
     ]
 
 
+def _append_only_indexes(d: Dialect) -> list[Step]:
+    return ["DROP INDEX IF EXISTS ledger_events_prev"]
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[Dialect], list[Step]]], ...] = (
     ("0001_events_and_approvals", _events_and_approvals),
     ("0002_hash_chain", _hash_chain),
     ("0003_subjects_and_expiry", _subjects_and_expiry),
     ("0004_evidence_columns", _evidence_columns),
+    ("0005_append_only_indexes", _append_only_indexes),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

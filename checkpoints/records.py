@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -24,8 +26,11 @@ __all__ = [
     "LedgerEvent",
     "LedgerRow",
     "args_hash",
+    "dumps",
     "from_columns",
+    "new_event_id",
     "to_columns",
+    "to_values",
 ]
 
 EventKind = Literal[
@@ -67,12 +72,37 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+def new_event_id() -> str:
+    """32 hex digits: the clock in nanoseconds, then 64 random bits. Ids grow with time, so the
+    unique index on them is appended to at its right edge instead of rewritten all over."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+
+
+_REFERENCE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""The canonical form's specification; ``dumps`` gives the same text (a test holds them equal)."""
+
+
+def _float(f: float) -> str:
+    if f != f:
+        return "NaN"
+    if f in (_INF, -_INF):
+        return "Infinity" if f > 0 else "-Infinity"
+    return float.__repr__(f)
+
+
+_INF = float("inf")
+_C_ENCODE = getattr(json.encoder, "c_make_encoder", None)
+_CHUNKS = _C_ENCODE(None, str, json.encoder.encode_basestring_ascii, _float, ":", ",", True, False,
+                    True) if _C_ENCODE is not None else None
+"""The C encoder ``JSONEncoder.encode`` would build per call, built once (no circular-reference
+check: ledger values are trees, a cycle recurses until Python's limit and raises)."""
 
 
 def dumps(value: Any) -> str:
-    """Canonical JSON: sorted keys, no spaces."""
-    return _ENCODE(value)
+    """Canonical JSON: sorted keys, no spaces, ASCII; other types as ``str(value)``."""
+    if _CHUNKS is None or type(value) is str:
+        return _REFERENCE.encode(value)
+    return "".join(_CHUNKS(value, 0))
 
 
 def args_hash(args: Mapping[str, Any]) -> str:
@@ -163,28 +193,30 @@ def _list(values: Any) -> str:
     return dumps(list(values)) if values else "[]"
 
 
-def to_columns(ev: LedgerEvent, *, event_id: str, ts: str) -> dict[str, Any]:
-    """The stored columns of an event (without ``seq`` and chain fields)."""
+_NAMES = tuple(name for name, _ in COLUMNS)
+
+
+def to_values(ev: LedgerEvent, *, event_id: str, ts: str) -> list[Any]:
+    """The stored columns of an event in ``COLUMNS`` order (without ``seq`` and chain fields)."""
     args_json = dumps(ev.args) if ev.args is not None else None
-    return {
-        "event_id": event_id, "ts": ts, "thread_id": ev.thread_id, "run_id": ev.run_id,
-        "step": ev.step, "event": ev.event, "tool_call_id": ev.tool_call_id, "tool": ev.tool,
-        "tool_schema_version": ev.tool_schema_version,
-        "args_json": args_json,
-        "args_hash": "sha256:" + hashlib.sha256(args_json.encode()).hexdigest()[:32] if args_json is not None
+    citations, flags, result = ev.citations, ev.flags, ev.result
+    return [
+        event_id, ts, ev.thread_id, ev.run_id, ev.step, ev.event, ev.tool_call_id, ev.tool,
+        ev.tool_schema_version, args_json,
+        "sha256:" + hashlib.sha256(args_json.encode()).hexdigest()[:32] if args_json is not None
         else None,  # the same as args_hash(ev.args): one canonical serialization
-        "decision": ev.decision, "rule_id": ev.rule_id,
-        "matched_rules": _list(ev.matched_rules), "policy_version": ev.policy_version,
-        "approval_id": ev.approval_id, "approver": ev.approver,
-        "evidence": _list(ev.evidence),
-        "result_json": dumps(ev.result) if ev.result is not None else None,
-        "error": ev.error, "detail": ev.detail, "model_id": ev.model_id,
-        "principal": ev.principal, "subject_id": ev.subject_id,
-        "spend_usd": float(ev.spend_usd) if ev.spend_usd is not None else None,
-        "idempotency_key": ev.idempotency_key,
-        "citations": _list(ev.citations) if ev.citations is not None else None,
-        "flags": _list(ev.flags) if ev.flags is not None else None,
-    }
+        ev.decision, ev.rule_id, _list(ev.matched_rules), ev.policy_version, ev.approval_id,
+        ev.approver, _list(ev.evidence), dumps(result) if result is not None else None,
+        ev.error, ev.detail, ev.model_id, ev.principal, ev.subject_id,
+        float(ev.spend_usd) if ev.spend_usd is not None else None, ev.idempotency_key,
+        _list(citations) if citations is not None else None,
+        _list(flags) if flags is not None else None,
+    ]
+
+
+def to_columns(ev: LedgerEvent, *, event_id: str, ts: str) -> dict[str, Any]:
+    """The stored columns of an event by name (without ``seq`` and chain fields)."""
+    return dict(zip(_NAMES, to_values(ev, event_id=event_id, ts=ts), strict=True))
 
 
 def from_columns(r: Mapping[str, Any]) -> LedgerRow:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tether.checkpoints import chain
+from tether.checkpoints import chain, records
 from tether.checkpoints.records import COLUMNS, dumps
 
 _VALUE = {
@@ -34,3 +35,68 @@ def test_row_hash_reads_renamed_columns_under_their_old_name() -> None:
         chain.row_hash(old, seq=3, prev_hash=chain.GENESIS)
     assert chain.row_hash(cols, seq=3, prev_hash=chain.GENESIS) != \
         chain.row_hash({**cols, "subject_id": "C-2"}, seq=3, prev_hash=chain.GENESIS)
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_JSON)
+def test_dumps_is_the_reference_encoder(value: Any) -> None:
+    assert dumps(value) == records._REFERENCE.encode(value)
+
+
+def _typed_value(kind: str) -> st.SearchStrategy[Any]:
+    return {"text": st.one_of(st.none(), st.text()), "int": st.one_of(st.none(), st.integers(-(2**62), 2**62)),
+            "real": st.one_of(st.none(), st.floats())}[kind]
+
+
+_ROWS = st.lists(st.tuples(st.tuples(*(_typed_value(kind) for _, kind in COLUMNS)), st.sampled_from([1, 2])),
+                 min_size=1, max_size=6)
+
+
+def _chain(rows: list[tuple[tuple[Any, ...], int]]) -> list[tuple[Any, ...]]:
+    out, prev = [], chain.GENESIS
+    for seq, (values, version) in enumerate(rows, start=1):
+        cols = dict(zip((name for name, _ in COLUMNS), values, strict=True))
+        h = chain.row_hash(cols, seq=seq, prev_hash=prev, version=version)  # type: ignore[arg-type]
+        out.append((seq, prev, h, *values))
+        prev = h
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=_ROWS, data=st.data())
+def test_rows_of_either_form_verify_and_any_changed_value_is_named(
+        rows: list[tuple[tuple[Any, ...], int]], data: st.DataObject) -> None:
+    stored = _chain(rows)
+    report = chain.verify_chain(stored, find_seq=lambda h: None, head=(len(stored), stored[-1][2]))
+    assert report.ok and report.rows == len(stored)
+    victim = data.draw(st.integers(0, len(stored) - 1))
+    column = data.draw(st.integers(3, len(chain.CHAIN_COLUMNS) - 1))
+    old = stored[victim][column]
+    new = data.draw(_typed_value(COLUMNS[column - 3][1]).filter(lambda v: v != old and repr(v) != repr(old)))
+    edited = list(stored)
+    edited[victim] = (*stored[victim][:column], new, *stored[victim][column + 1:])
+    report = chain.verify_chain(edited, find_seq=lambda h: None, head=(len(stored), stored[-1][2]))
+    assert not report.ok and report.problem is not None
+    assert (report.problem.kind, report.problem.seq) == ("edited", victim + 1)
+
+
+def test_new_rows_are_hashed_in_the_array_form() -> None:
+    cols: dict[str, Any] = {name: None for name, _ in COLUMNS}
+    cols.update(event_id="e", thread_id="t", event="proposed", spend_usd=1.5, step=2)
+    values = [cols[name] for name, _ in COLUMNS]
+    expected = "sha256:" + hashlib.sha256(dumps([2, 7, chain.GENESIS, *values]).encode()).hexdigest()
+    assert chain.values_hash(values, seq=7, prev_hash=chain.GENESIS) == expected
+    assert chain.row_hash(cols, seq=7, prev_hash=chain.GENESIS) == expected
+    assert chain.row_hash(cols, seq=7, prev_hash=chain.GENESIS, version=1) != expected
+
+
+def test_event_ids_are_unique_and_grow_with_the_clock() -> None:
+    ids = [records.new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids) and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert ids[-1][:16] >= ids[0][:16]
