@@ -234,6 +234,14 @@ class Ledger(ABC):
             "SELECT 1 AS x FROM ledger_events WHERE idempotency_key=? AND event='executing' LIMIT 1",
             (idempotency_key,)))
 
+    def attempts(self, idempotency_key: str) -> tuple[LedgerRow | None, bool]:
+        """For one key, in one query: the ``executed`` row (the action ran to completion) and
+        whether an intent (``executing``) was recorded."""
+        rows = self._read("SELECT * FROM ledger_events WHERE idempotency_key=? AND event IN"
+                          " ('executing', 'executed') ORDER BY seq", (idempotency_key,))
+        done = next((r for r in rows if r["event"] == "executed"), None)
+        return (from_columns(done) if done is not None else None), any(r["event"] == "executing" for r in rows)
+
     # ------------------------------------------------------------------ chain
 
     def head(self) -> Anchor:

@@ -125,18 +125,20 @@ class ActNode(GuardNodes):
         ctx = self._ctx(state, config, p)
         facts = {**self._facts(config, p, spec).row(), "args": p.args,
                  "rule_id": p.decision.rule_id if p.decision else None}
-        done = self.ledger.completed(ctx.idempotency_key)
+        done, started = self.ledger.attempts(ctx.idempotency_key)
         if done is not None:  # completed before a crash or an earlier resume: reuse, never repeat
             return ActStep(proposal=p.model_copy(update={"status": "executed"}), result=done.result,
                            reply=_reply(p, {"status": "ok", "result": done.result, "replayed": True}),
                            moved=_amount(spec, p))
-        if self.ledger.started(ctx.idempotency_key) and not spec.idempotent:
+        if started and not spec.idempotent:
             halt = Halt(rule_id="act.outcome_unknown", action=EscalationAction.HANDOFF_TO_HUMAN,
                         reason=f"{p.tool} may already have run (crash mid-call); a human must check")
             return ActStep(proposal=p.model_copy(update={"status": "failed"}), halt=halt,
                            reply=_reply(p, {"status": "error", "code": "outcome_unknown"}))
-        refusal = self._recheck(spec, p, state, config, key=ctx.idempotency_key)
-        facts["citations"] = self._citation_rows(p.tool, self._measure(spec, p.args, state))  # as re-checked
+        parsed = spec.args_model.model_validate(p.args)
+        measured = self._measure(spec, parsed.model_dump(mode="json"), state)
+        refusal = self._recheck(spec, p, state, config, key=ctx.idempotency_key, parsed=parsed, measured=measured)
+        facts["citations"] = self._citation_rows(p.tool, measured)  # as re-checked
         if refusal is not None:
             self._event(state, config, event="failed", error=f"{refusal.rule_id}: {refusal.reason}",
                         **{**facts, "rule_id": refusal.rule_id})
@@ -146,11 +148,11 @@ class ActNode(GuardNodes):
         self._event(state, config, event="executing", durable=spec.effect != "read", **facts)
         fault_point("after_intent", p.tool)
         try:
-            result = self._run_tool(spec, p, ctx)
+            result = self._run_tool(spec, parsed, ctx)
             fault_point("after_tool", p.tool)
         except ToolError as exc:
             return self._failed(state, config, spec, p, exc, facts)
-        return self._executed(state, config, spec, p, result, facts)
+        return self._executed(state, config, spec, p, result, facts, parsed=parsed)
 
     def _failed(self, state: WorkflowState, config: RunnableConfig, spec: ToolSpec[Any, Any], p: Proposal,
                 exc: ToolError, facts: dict[str, Any]) -> ActStep:
@@ -165,7 +167,7 @@ class ActNode(GuardNodes):
                        halt=halt, error=True)
 
     def _executed(self, state: WorkflowState, config: RunnableConfig, spec: ToolSpec[Any, Any], p: Proposal,
-                  result: Any, facts: dict[str, Any]) -> ActStep:
+                  result: Any, facts: dict[str, Any], *, parsed: Any) -> ActStep:
         data = result.model_dump(mode="json")
         fault_point("before_completion", p.tool)
         self._after(p.tool, ok=True)
@@ -181,7 +183,6 @@ class ActNode(GuardNodes):
                     evidence=tuple(e.evidence_id for e in found), immediate=spec.effect != "read", **facts)
         outcome = None
         if spec.terminal is not None:
-            parsed = spec.args_model.model_validate(p.args)
             handoff = spec.terminal(parsed, result)
             outcome = Escalated(action=EscalationAction.HANDOFF_TO_HUMAN, rule_id=f"tools.{p.tool}",
                                 reason=handoff.reason, summary=handoff.summary, ticket_id=handoff.ticket_id)
@@ -198,10 +199,12 @@ class ActNode(GuardNodes):
 
     def _recheck(
         self, spec: ToolSpec[Any, Any], p: Proposal, state: WorkflowState, config: RunnableConfig,
-        *, key: str | None = None,
+        *, key: str | None = None, parsed: Any = None, measured: Any = None,
     ) -> Deny | None:
-        """The policy as it stands at execution time, plus rate limits and circuit breakers."""
-        action = self._describe(spec, spec.args_model.model_validate(p.args), state, config)
+        """The policy as it stands at execution time, plus rate limits and circuit breakers
+        (``parsed``: the validated arguments, ``measured``: their citation facts, when known)."""
+        action = self._describe(spec, parsed if parsed is not None else spec.args_model.model_validate(p.args),
+                                state, config, measured=measured)
         decision = self.policy.evaluate(action)
         if isinstance(decision, Deny | Escalate):
             return Deny(rule_id=decision.rule_id, reason=f"at execution time: {decision.reason}")
@@ -217,8 +220,7 @@ class ActNode(GuardNodes):
         if self.limits is not None:
             self.limits.after_act(tool, ok=ok)
 
-    def _run_tool(self, spec: ToolSpec[Any, Any], p: Proposal, ctx: ToolContext[Any]) -> Any:
-        parsed = spec.args_model.model_validate(p.args)
+    def _run_tool(self, spec: ToolSpec[Any, Any], parsed: Any, ctx: ToolContext[Any]) -> Any:
         pool = _tool_pool()
         future = pool.submit(spec.run, parsed, ctx)
         try:

@@ -189,7 +189,7 @@ class NodeBase:
             self.ledger.append_many([*pending, ev], durable=durable)
             pending.clear()
         else:
-            self.ledger.append(ev, durable=durable)
+            self.ledger.append_many([ev], durable=durable)  # the stored row is not needed here
         observe(config, ev)  # labels the traced runs that wrote it (no-op without tracing)
 
     def _context(
@@ -217,6 +217,8 @@ class NodeBase:
         state: WorkflowState,
         config: RunnableConfig,
         admitted: Sequence[Proposal] = (),
+        *,
+        measured: tuple[CitationFact, ...] | None = None,
     ) -> ActionRequest:
         """The request the policy decides: the tool's traits, the run context, the run total
         (what this tool moved in the run, plus calls admitted earlier in this message) and the
@@ -228,7 +230,7 @@ class NodeBase:
                 value = p.args.get(spec.amount_arg)
                 if p.tool == spec.name and isinstance(value, int | float) and not isinstance(value, bool):
                     total += float(value)
-        facts = self._measure(spec, parsed.model_dump(mode="json"), state)
+        facts = measured if measured is not None else self._measure(spec, parsed.model_dump(mode="json"), state)
         return spec.describe(parsed, self._context(state, config, admitted), run_total_usd=total,
                              citation_facts=facts)
 

@@ -56,9 +56,9 @@ def _declared(path: str, fields: tuple[str, ...]) -> bool:
     return any(bare == f or bare.startswith(f + ".") for f in fields)
 
 
-def _untrusted(data: Any, outputs: OutputsSection | None, *, external: bool) -> list[str]:
+def _untrusted(leaves: list[tuple[str, Any]], outputs: OutputsSection | None, *, external: bool) -> list[str]:
     out = []
-    for path, value in _leaves(data):
+    for path, value in leaves:
         if not isinstance(value, str) or not value.strip():
             continue
         if outputs is None:
@@ -106,19 +106,18 @@ def _rewrite(text: str, hits: tuple[ScreenHit, ...], action: FlaggedAction, scre
 
 def envelope(tool: str, result: Any, *, screen: InjectionScreen, outputs: OutputsSection | None,
              on_flagged: FlaggedAction = "quarantine") -> Enveloped:
-    """Label ``result`` of ``tool`` and screen its untrusted fields (``result`` is not changed)."""
+    """Label ``result`` of ``tool`` and screen its untrusted fields (``result`` is not changed:
+    the payload shares it unless a flagged field is rewritten, in a copy)."""
     import copy
 
-    data = copy.deepcopy(result)
-    external = False
-    fields = _untrusted(data, outputs, external=external)
-    for path, value in _leaves(data):  # evidence passages of external documents are untrusted too
-        if path.endswith(".trust") and value == "external":
-            base = path.rsplit(".", 1)[0]
-            text_path = f"{base}.text"
+    leaves = list(_leaves(result))
+    fields = _untrusted(leaves, outputs, external=False)
+    for path, value in leaves:  # evidence passages of external documents are untrusted too
+        if value == "external" and path.endswith(".trust"):
+            text_path = path.rsplit(".", 1)[0] + ".text"
             if text_path not in fields:
                 fields.append(text_path)
-    flags: list[dict[str, Any]] = []
+    data, flags = result, list[dict[str, Any]]()
     for path in fields:
         try:
             text = _get(data, path)
@@ -129,6 +128,8 @@ def envelope(tool: str, result: Any, *, screen: InjectionScreen, outputs: Output
         found = screen.screen(text, field=path)
         if not found.flagged:
             continue
+        if data is result:
+            data = copy.deepcopy(result)
         _set(data, path, _rewrite(text, found.hits, on_flagged, screen))
         flags += [{"kind": "screen", "tool": tool, "field": path, "rule": h.rule,
                    "excerpt": h.excerpt[:120], "action": on_flagged} for h in found.hits]

@@ -206,6 +206,7 @@ _B64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=]
 _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){16,}\b")
 _EXCERPT = 80
 _MAX_TEXT = 200_000
+_MEMO = 4096
 
 
 def _excerpt(text: str, m: re.Match[str]) -> str:
@@ -228,7 +229,7 @@ def _decoded(blob: str, *, hexa: bool) -> str | None:
 class InjectionScreen:
     """Pattern rules, the policy's extra patterns and an optional classifier, over one text."""
 
-    __slots__ = ("_classifier", "_compiled", "classifier_name", "threshold")
+    __slots__ = ("_classifier", "_compiled", "_memo", "classifier_name", "threshold")
 
     def __init__(
         self,
@@ -248,6 +249,9 @@ class InjectionScreen:
                 raise ConfigError(setting=f"content.patterns[{i}]",
                                   reason=f"{p!r} is not a regular expression ({exc}); fix or remove it") from None
         self._compiled = tuple(compiled)
+        self._memo: dict[str, tuple[tuple[str, str], ...]] = {}
+        """The pattern hits (rule, excerpt) of texts seen lately: tool results repeat (the same
+        passages, the same records), the patterns are pure functions of the text."""
         self._classifier = classifier
         self.classifier_name = classifier_name or (type(classifier).__name__ if classifier else None)
         self.threshold = threshold
@@ -276,7 +280,13 @@ class InjectionScreen:
         """Screen one text. Never raises on the text itself."""
         text = text if isinstance(text, str) else str(text)
         text = text[:_MAX_TEXT]
-        hits = list(self._patterns(text, field, depth=0))
+        found = self._memo.get(text)
+        if found is None:
+            found = tuple((h.rule, h.excerpt) for h in self._patterns(text, field, depth=0))
+            if len(self._memo) >= _MEMO:
+                self._memo.clear()
+            self._memo[text] = found
+        hits = [ScreenHit(rule=rule, field=field, excerpt=excerpt) for rule, excerpt in found]
         score = 1.0 if hits else 0.0
         if self._classifier is not None:
             score = self._score(text)
