@@ -2,12 +2,18 @@
 
 Every event row carries ``seq`` (1, 2, 3, ... without gaps), ``prev_hash`` (the ``row_hash``
 of the row before, ``GENESIS`` for the first) and ``row_hash`` (SHA-256 over the row's
-columns, ``seq`` and ``prev_hash``). Two hashed forms exist, both canonical JSON (see
-``records.dumps``): version 2, which rows are written with, is the array
-``[2, seq, prev_hash, <every column of COLUMNS in order>]``; version 1 (rows written before
-schema 0005) is ``{"prev_hash", "row": {column: value}, "seq", "v": 1}``. A row is authentic if
+columns, ``seq`` and ``prev_hash``). Two hashed forms exist. Version 2, which rows are written
+with, is the compact JSON array ``[2, seq, prev_hash, <every column of COLUMNS in order>]``,
+UTF-8, only ``"``, ``\\`` and control characters escaped, floats in their shortest round-trip
+form; version 1 (rows written before schema 0005) is ``records.dumps`` of
+``{"prev_hash", "row": {column: value}, "seq", "v": 1}``. A row is authentic if
 its hash is that of either form of its columns: the two cannot collide, one is an array and the
-other an object. A column added to ``COLUMNS`` needs a new version. ``verify_chain`` walks the rows in ``seq`` order and
+other an object. A column added to ``COLUMNS`` needs a new version.
+
+A backend may compute a row's version-2 text itself (SQLite's ``json_array`` writes exactly
+that form for text and integers); ``verify_chain`` then only hashes the text, and re-reads a
+row in full whenever the text does not match (never trusting the database's text beyond its
+hash: equal texts decode to equal values). ``verify_chain`` walks the rows in ``seq`` order and
 names the first row that was edited, deleted, inserted or reordered. The ledger's own head
 record and an optional external ``Anchor`` (the head written to a file) make deleting the
 tail detectable too.
@@ -17,13 +23,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, Literal
 
-from tether.checkpoints.records import COLUMNS, dumps, now
+from tether.checkpoints.records import COLUMNS, now
 
 __all__ = [
     "CHAIN_COLUMNS",
@@ -32,7 +39,9 @@ __all__ = [
     "BreakKind",
     "ChainBreak",
     "ChainReport",
+    "real_text",
     "row_hash",
+    "text2",
     "values_hash",
     "verify_chain",
 ]
@@ -134,8 +143,26 @@ def _hash(values: Sequence[Any], seq: int, prev_hash: str) -> str:
     return "sha256:" + hashlib.sha256(_payload(values, seq, prev_hash).encode()).hexdigest()
 
 
+def real_text(f: float) -> str:
+    """A float as the hashed forms write it (shortest round trip; NaN, Infinity)."""
+    return _number(f, "real")
+
+
+_C_ARRAY = getattr(json.encoder, "c_make_encoder", None)
+_ARRAY = _C_ARRAY(None, str, json.encoder.encode_basestring, real_text, ":", ",", False, False, True) \
+    if _C_ARRAY is not None else None
+
+
+def text2(values: Sequence[Any], seq: int, prev_hash: str) -> str:
+    """The version-2 hashed text of a row (its columns in ``COLUMNS`` order)."""
+    row = [2, seq, prev_hash, *values]
+    if _ARRAY is None:
+        return json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str)
+    return "".join(_ARRAY(row, 0))
+
+
 def _hash2(values: Sequence[Any], seq: int, prev_hash: str) -> str:
-    return "sha256:" + hashlib.sha256(dumps([2, seq, prev_hash, *values]).encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(text2(values, seq, prev_hash).encode()).hexdigest()
 
 
 def _typed(values: Sequence[Any]) -> list[Any]:
@@ -251,10 +278,13 @@ def verify_chain(
     find_seq: Callable[[str], int | None],
     head: tuple[int, str] | None = None,
     anchor: Anchor | None = None,
+    load: Callable[[int], Sequence[Any] | None] | None = None,
 ) -> ChainReport:
-    """Check rows (tuples in ``CHAIN_COLUMNS`` order, ascending ``seq``) against each other,
-    the head, an anchor.
+    """Check rows (ascending ``seq``) against each other, the head, an anchor.
 
+    A row is a tuple in ``CHAIN_COLUMNS`` order, or ``(seq, prev_hash, row_hash, text)`` with
+    the version-2 text the database computed (``None`` if it could not): such a row is checked
+    by hashing the text, and re-read in full with ``load(seq)`` when that does not match.
     ``find_seq`` maps a row hash to the seq of the row carrying it (used to classify a break).
     ``head`` is the ledger's own record of its last ``(seq, row_hash)``.
     """
@@ -262,8 +292,23 @@ def verify_chain(
     n, prev_seq, prev_hash = 0, 0, GENESIS
     anchored: str | None = None
     first = _hash2  # the form the last row matched: a ledger is mostly one form or the other
+    sha = hashlib.sha256
     for r in rows:
         seq = int(r[0])
+        if len(r) == 4:
+            text = r[3]
+            if seq == prev_seq + 1 and r[1] == prev_hash and text is not None \
+                    and r[2] == "sha256:" + sha(text.encode()).hexdigest():
+                n += 1
+                prev, prev_seq, prev_hash = r, seq, r[2]
+                if anchor is not None and seq == anchor.seq:
+                    anchored = str(r[2])
+                continue
+            full = load(seq) if load is not None else None
+            if full is None:
+                return _report(n, prev, ChainBreak(kind="deleted", seq=seq, reason="the row was removed "
+                                                   "while the chain was being verified"))
+            r = full
         if not (seq == prev_seq + 1 and r[1] == prev_hash):
             ok = False
         elif r[2] == first(r[3:], seq, prev_hash):
@@ -273,7 +318,7 @@ def verify_chain(
             first = _hash if ok and r[2] == _hash(r[3:], seq, prev_hash) else _hash2
         if not ok:
             as_dict = dict(zip(CHAIN_COLUMNS, r, strict=True))
-            before = dict(zip(CHAIN_COLUMNS, prev, strict=True)) if prev is not None else None
+            before = {"seq": prev[0], "prev_hash": prev[1], "row_hash": prev[2]} if prev is not None else None
             problem = _classify(as_dict, expected_seq=prev_seq + 1, prev=before, find_seq=find_seq)
             return _report(n, prev, problem)
         n += 1

@@ -216,6 +216,16 @@ class Ledger(ABC):
                 return
             last = int(rows[-1][0])
 
+    def _chain_row(self, seq: int) -> tuple[Any, ...] | None:
+        """One row as a tuple in ``CHAIN_COLUMNS`` order."""
+        rows = self._read_tuples(f"SELECT {', '.join(CHAIN_COLUMNS)} FROM ledger_events WHERE seq=?", (seq,))
+        return rows[0] if rows else None
+
+    def _verify_rows(self, upto: int) -> Iterator[Sequence[Any]]:
+        """The rows ``verify`` checks (see ``verify_chain``); a backend that can compute the
+        hashed text itself yields ``(seq, prev_hash, row_hash, text)``."""
+        return self._chain_rows(upto)
+
     def iter_events(self) -> Iterator[LedgerRow]:
         """Every row in ``seq`` order, read in batches."""
         for r in self._raw_rows():
@@ -264,7 +274,7 @@ class Ledger(ABC):
             return int(rows[0]["seq"]) if rows else None
 
         upto = head.seq if head else self._read("SELECT MAX(seq) AS m FROM ledger_events")[0]["m"] or 0
-        report = verify_chain(self._chain_rows(int(upto)), find_seq=find_seq,
+        report = verify_chain(self._verify_rows(int(upto)), find_seq=find_seq, load=self._chain_row,
                               head=(head.seq, head.row_hash) if head else None, anchor=anchor)
         if not report.ok or head is None:
             return report

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "COLUMNS",
@@ -137,7 +137,7 @@ class LedgerEvent(BaseModel):
     principal: str | None = None
     subject_id: str | None = None
     """The subject the run acts for."""
-    spend_usd: float | None = None
+    spend_usd: float | None = Field(default=None, allow_inf_nan=False)
     idempotency_key: str | None = None
     citations: tuple[dict[str, Any], ...] | None = None
     """Per cited evidence id: what the citation gate found (retrieved, relevance, stale, trust)."""
@@ -197,10 +197,13 @@ _NAMES = tuple(name for name, _ in COLUMNS)
 
 
 def to_values(ev: LedgerEvent, *, event_id: str, ts: str) -> list[Any]:
-    """The stored columns of an event in ``COLUMNS`` order (without ``seq`` and chain fields)."""
+    """The stored columns of an event in ``COLUMNS`` order (without ``seq`` and chain fields).
+
+    A NUL character in a text column is stored as U+FFFD on every backend (PostgreSQL cannot
+    store NUL; the JSON columns escape it and keep it)."""
     args_json = dumps(ev.args) if ev.args is not None else None
     citations, flags, result = ev.citations, ev.flags, ev.result
-    return [
+    values = [
         event_id, ts, ev.thread_id, ev.run_id, ev.step, ev.event, ev.tool_call_id, ev.tool,
         ev.tool_schema_version, args_json,
         "sha256:" + hashlib.sha256(args_json.encode()).hexdigest()[:32] if args_json is not None
@@ -208,10 +211,14 @@ def to_values(ev: LedgerEvent, *, event_id: str, ts: str) -> list[Any]:
         ev.decision, ev.rule_id, _list(ev.matched_rules), ev.policy_version, ev.approval_id,
         ev.approver, _list(ev.evidence), dumps(result) if result is not None else None,
         ev.error, ev.detail, ev.model_id, ev.principal, ev.subject_id,
-        float(ev.spend_usd) if ev.spend_usd is not None else None, ev.idempotency_key,
+        float(ev.spend_usd) + 0.0 if ev.spend_usd is not None else None,  # -0.0 is stored as 0.0
+        ev.idempotency_key,
         _list(citations) if citations is not None else None,
         _list(flags) if flags is not None else None,
     ]
+    if any(type(v) is str and "\x00" in v for v in values):
+        values = [v.replace("\x00", "\ufffd") if type(v) is str else v for v in values]
+    return values
 
 
 def to_columns(ev: LedgerEvent, *, event_id: str, ts: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ reason the passage addresses about 0.4-0.6).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import OrderedDict
@@ -60,6 +61,7 @@ def _stem(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=4096)
 def content_words(text: str) -> frozenset[str]:
     """The stemmed content words of ``text`` (lower-cased; stop words and 1-letter tokens dropped)."""
     return frozenset(

@@ -121,4 +121,7 @@ def redact_tool_data(policy: Policy, tool: str, value: Any, *, resolver: SecretR
     """``redact`` with the tool rule's ``sensitive_fields`` and every secret ``resolver`` resolved."""
     rule = policy.tools.get(tool)
     fields = rule.sensitive_fields if rule is not None else ()
-    return redact(value, fields=fields, secrets=resolver.resolved if resolver else ())
+    secrets = resolver.resolved if resolver else ()
+    if not fields and not any(secrets):
+        return value  # nothing to mask: the walk would rebuild the same value
+    return redact(value, fields=fields, secrets=secrets)
