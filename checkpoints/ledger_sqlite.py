@@ -18,56 +18,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tether.checkpoints.chain import GENESIS, real_text
+from tether.checkpoints.chain import GENESIS
 from tether.checkpoints.ledger import _BATCH, _INSERT, Ledger, Query
 from tether.checkpoints.migrations import migrate
-from tether.checkpoints.records import COLUMNS
+from tether.checkpoints.row_text import text_rows
 from tether.errors import LedgerError
 
 __all__ = ["SqliteLedger"]
 
 
-def _segments() -> tuple[tuple[str, str], ...]:
-    """The version-2 text of a row as SQLite computes it: ``json_array`` over runs of text and
-    integer columns (it writes exactly the hashed form for those), REAL columns read as they
-    are and written in Python (SQLite's float text is not the shortest round-trip form)."""
-    out, run = [], ["2", "seq", "prev_hash"]
-    for name, kind in COLUMNS:
-        if kind == "real":
-            if run:
-                out.append(("json", f"json_array({', '.join(run)})"))
-            out.append(("real", name))
-            run = []
-        else:
-            run.append(name)
-    if run:
-        out.append(("json", f"json_array({', '.join(run)})"))
-    return tuple(out)
-
-
-_SEGMENTS = _segments()
-_TEXT_SELECT = "SELECT seq, prev_hash, row_hash, " + ", ".join(sql for _, sql in _SEGMENTS) + \
-    " FROM ledger_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT "
-_KINDS = tuple(kind for kind, _ in _SEGMENTS)
-
-
-def _text(parts: Sequence[Any]) -> str | None:
-    """A row's version-2 text from its segments; ``None`` when a REAL column holds another type."""
-    if _KINDS == ("json", "real", "json"):  # the schema today: one REAL column (spend_usd)
-        head, v, tail = parts
-        mid = "null" if v is None else real_text(v) if type(v) is float else None
-        return None if mid is None else head[:-1] + "," + mid + "," + tail[1:]
-    out = []
-    for kind, v in zip(_KINDS, parts, strict=True):
-        if kind == "json":
-            out.append(v[1:-1])
-        elif v is None:
-            out.append("null")
-        elif type(v) is float:
-            out.append(real_text(v))
-        else:
-            return None
-    return "[" + ",".join(out) + "]"
+def _json_array(columns: Sequence[str]) -> str:
+    return f"json_array({', '.join(columns)})"
 
 
 class SqliteLedger(Ledger):
@@ -165,23 +126,14 @@ class SqliteLedger(Ledger):
                 raise LedgerError(url=self.url, reason=f"{type(exc).__name__}: {exc}") from None
 
     def _verify_rows(self, upto: int) -> Iterator[Sequence[Any]]:
-        last = 0
-        while True:
-            try:
-                rows = self._read_tuples(_TEXT_SELECT + str(_BATCH), (last, upto))
-            except LedgerError:  # a value json_array refuses (a BLOB written into the table)
-                yield from self._chain_rows_between(last, upto)
-                return
+        rows = text_rows(self._read_tuples, _json_array, upto=upto, batch=_BATCH)
+        seen = 0
+        try:
             for r in rows:
-                yield (r[0], r[1], r[2], _text(r[3:]))
-            if len(rows) < _BATCH:
-                return
-            last = int(rows[-1][0])
-
-    def _chain_rows_between(self, after: int, upto: int) -> Iterator[tuple[Any, ...]]:
-        for r in self._chain_rows(upto):
-            if r[0] > after:
+                seen = int(r[0])
                 yield r
+        except LedgerError:  # a value json_array refuses (a BLOB written into the table)
+            yield from (r for r in self._chain_rows(upto) if r[0] > seen)
 
     def _lock_head(self, q: Query) -> tuple[int, str]:
         rows, _ = q("SELECT seq, row_hash FROM ledger_head WHERE id=1")

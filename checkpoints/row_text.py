@@ -1,0 +1,83 @@
+"""The version-2 hashed text of ledger rows, computed by the database (``Ledger.verify``'s fast path).
+
+A backend supplies how it writes a run of columns as a JSON array (SQLite: ``json_array``, which
+writes text and integers exactly as the hashed form does); REAL columns are read as they are and
+written here (SQLite does not write floats in their shortest round-trip form). PostgreSQL reads
+whole rows instead: building the text there (``to_json`` per column) measured slower than
+reading the columns. ``verify_chain`` trusts such a text only as far as its
+hash: a row whose text does not match is re-read in full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from tether.checkpoints.chain import real_text
+from tether.checkpoints.records import COLUMNS
+
+__all__ = ["JsonRun", "text_rows"]
+
+JsonRun = Callable[[Sequence[str]], str]
+"""SQL for a JSON array of the given column expressions (written compactly, no spaces)."""
+
+_Segment = tuple[str, str]
+
+
+def _segments(json_run: JsonRun) -> tuple[_Segment, ...]:
+    out: list[_Segment] = []
+    run = ["2", "seq", "prev_hash"]
+    for name, kind in COLUMNS:
+        if kind == "real":
+            if run:
+                out.append(("json", json_run(run)))
+            out.append(("real", name))
+            run = []
+        else:
+            run.append(name)
+    if run:
+        out.append(("json", json_run(run)))
+    return tuple(out)
+
+
+def _assemble(kinds: tuple[str, ...]) -> Callable[[Sequence[Any]], str | None]:
+    """A row's text from its segments; ``None`` when a REAL column holds another type."""
+    if kinds == ("json", "real", "json"):  # the schema today: one REAL column (spend_usd)
+        def three(parts: Sequence[Any]) -> str | None:
+            head, v, tail = parts
+            mid = "null" if v is None else real_text(v) if type(v) is float else None
+            return None if mid is None else head[:-1] + "," + mid + "," + tail[1:]
+        return three
+
+    def general(parts: Sequence[Any]) -> str | None:
+        out = []
+        for kind, v in zip(kinds, parts, strict=True):
+            if kind == "json":
+                out.append(v[1:-1])
+            elif v is None:
+                out.append("null")
+            elif type(v) is float:
+                out.append(real_text(v))
+            else:
+                return None
+        return "[" + ",".join(out) + "]"
+    return general
+
+
+def text_rows(
+    read: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]], json_run: JsonRun, *, upto: int, batch: int,
+) -> Iterator[tuple[Any, Any, Any, str | None]]:
+    """``(seq, prev_hash, row_hash, text)`` for rows up to ``upto``, read in batches with ``read``
+    (``?`` placeholders). Raises what ``read`` raises when the database refuses a value."""
+    segments = _segments(json_run)
+    assemble = _assemble(tuple(kind for kind, _ in segments))
+    sql = ("SELECT seq, prev_hash, row_hash, " + ", ".join(s for _, s in segments)
+           + f" FROM ledger_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT {batch}")
+    last = 0
+    while True:
+        rows = read(sql, (last, upto))
+        for r in rows:
+            yield (r[0], r[1], r[2], assemble(r[3:]))
+        if len(rows) < batch:
+            return
+        last = int(rows[-1][0])
