@@ -25,7 +25,7 @@ from typing import Any, Literal
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.types import Command
+from langgraph.types import Command, StateSnapshot
 
 from tether.checkpoints.checkpointer import open_checkpointer
 from tether.checkpoints.ledger import Approval, Ledger, LedgerRow
@@ -204,12 +204,11 @@ class Session:
         yield from self.app.stream(start, self._invocation(thread_id), stream_mode="updates", durability="sync")
 
     def waiting(self, thread_id: str) -> tuple[ApprovalRequest, ...]:
-        snap = self.app.get_state(self.config(thread_id))
-        return tuple(i.value for t in snap.tasks for i in t.interrupts if isinstance(i.value, ApprovalRequest))
+        return _waiting(self.app.get_state(self.config(thread_id)))
 
     def result(self, thread_id: str) -> RunResult:
-        values = self.app.get_state(self.config(thread_id)).values or {}
-        waiting = self.waiting(thread_id)
+        snap = self.app.get_state(self.config(thread_id))  # one read: values and interrupts agree
+        values, waiting = snap.values or {}, _waiting(snap)
         return RunResult(thread_id=thread_id, outcome=None if waiting else values.get("outcome"),
                          waiting_for=waiting, route=values.get("route"))
 
@@ -276,7 +275,7 @@ class Session:
         if not snap.values and not snap.tasks:
             raise TetherError(f"no thread {thread_id!r} for workflow {self.workflow.name!r} in "
                               f"{self._where()}; check the id (tether ledger show)")
-        waiting = self.waiting(thread_id)
+        waiting = _waiting(snap)
         if not waiting:
             if snap.tasks:  # interrupted by a crash, not by a human: continue from the last checkpoint
                 self.app.invoke(None, self._invocation(thread_id, snap.values.get("run_id")), durability="sync")
@@ -293,3 +292,8 @@ class Session:
         self.app.invoke(Command(resume=decision), self._invocation(thread_id, snap.values.get("run_id")),
                         durability="sync")
         return self.result(thread_id)
+
+
+def _waiting(snap: StateSnapshot) -> tuple[ApprovalRequest, ...]:
+    """The approvals a thread's snapshot is paused for."""
+    return tuple(i.value for t in snap.tasks for i in t.interrupts if isinstance(i.value, ApprovalRequest))
