@@ -30,7 +30,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, Literal
 
-from tether.checkpoints.records import COLUMNS, now
+from tether.checkpoints.records import COLUMNS, float_text, now
 
 __all__ = [
     "CHAIN_COLUMNS",
@@ -103,16 +103,10 @@ _ORDER: tuple[tuple[int, str, str, bool], ...] = tuple(sorted(
 """The hashed columns in key order: index in ``COLUMNS``, the JSON text before the value, kind."""
 
 
-_INF = float("inf")
-
-
 def _number(v: Any, kind: str) -> str:
     if kind == "int":
         return int.__repr__(v if type(v) is int else int(v))
-    f = v if type(v) is float else float(v)
-    if f != f or f in (_INF, -_INF):
-        return "NaN" if f != f else "Infinity" if f > 0 else "-Infinity"
-    return float.__repr__(f)
+    return float_text(v if type(v) is float else float(v))
 
 
 def _payload(values: Sequence[Any], seq: int, prev_hash: str) -> str:
@@ -143,9 +137,8 @@ def _hash(values: Sequence[Any], seq: int, prev_hash: str) -> str:
     return "sha256:" + hashlib.sha256(_payload(values, seq, prev_hash).encode()).hexdigest()
 
 
-def real_text(f: float) -> str:
-    """A float as the hashed forms write it (shortest round trip; NaN, Infinity)."""
-    return _number(f, "real")
+real_text = float_text
+"""A float as the hashed forms write it (shortest round trip; NaN, Infinity)."""
 
 
 _C_ARRAY = getattr(json.encoder, "c_make_encoder", None)

@@ -27,6 +27,7 @@ __all__ = [
     "LedgerRow",
     "args_hash",
     "dumps",
+    "float_text",
     "from_columns",
     "new_event_id",
     "to_columns",
@@ -82,7 +83,8 @@ _REFERENCE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str
 """The canonical form's specification; ``dumps`` gives the same text (a test holds them equal)."""
 
 
-def _float(f: float) -> str:
+def float_text(f: float) -> str:
+    """A float as canonical JSON writes it: shortest round trip; NaN, Infinity, -Infinity."""
     if f != f:
         return "NaN"
     if f in (_INF, -_INF):
@@ -92,7 +94,7 @@ def _float(f: float) -> str:
 
 _INF = float("inf")
 _C_ENCODE = getattr(json.encoder, "c_make_encoder", None)
-_CHUNKS = _C_ENCODE(None, str, json.encoder.encode_basestring_ascii, _float, ":", ",", True, False,
+_CHUNKS = _C_ENCODE(None, str, json.encoder.encode_basestring_ascii, float_text, ":", ",", True, False,
                     True) if _C_ENCODE is not None else None
 """The C encoder ``JSONEncoder.encode`` would build per call, built once (no circular-reference
 check: ledger values are trees, a cycle recurses until Python's limit and raises)."""
