@@ -41,27 +41,15 @@ def _segments(json_run: JsonRun) -> tuple[_Segment, ...]:
 
 
 def _assemble(kinds: tuple[str, ...]) -> Callable[[Sequence[Any]], str | None]:
-    """A row's text from its segments; ``None`` when a REAL column holds another type."""
-    if kinds == ("json", "real", "json"):  # the schema today: one REAL column (spend_usd)
-        def three(parts: Sequence[Any]) -> str | None:
-            head, v, tail = parts
-            mid = "null" if v is None else real_text(v) if type(v) is float else None
-            return None if mid is None else head[:-1] + "," + mid + "," + tail[1:]
-        return three
+    """A row's text from its segments; ``None`` when the REAL column holds another type."""
+    if kinds != ("json", "real", "json"):  # COLUMNS has one REAL column (spend_usd)
+        raise AssertionError(f"row_text expects one REAL column between text columns, not {kinds}")
 
-    def general(parts: Sequence[Any]) -> str | None:
-        out = []
-        for kind, v in zip(kinds, parts, strict=True):
-            if kind == "json":
-                out.append(v[1:-1])
-            elif v is None:
-                out.append("null")
-            elif type(v) is float:
-                out.append(real_text(v))
-            else:
-                return None
-        return "[" + ",".join(out) + "]"
-    return general
+    def assemble(parts: Sequence[Any]) -> str | None:
+        head, v, tail = parts
+        mid = "null" if v is None else real_text(v) if type(v) is float else None
+        return None if mid is None else head[:-1] + "," + mid + "," + tail[1:]
+    return assemble
 
 
 def text_rows(
