@@ -207,6 +207,7 @@ _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){16,}\b")
 _EXCERPT = 80
 _MAX_TEXT = 200_000
 _MEMO = 4096
+_MEMO_TEXT = 4096
 
 
 def _excerpt(text: str, m: re.Match[str]) -> str:
@@ -283,9 +284,10 @@ class InjectionScreen:
         found = self._memo.get(text)
         if found is None:
             found = tuple((h.rule, h.excerpt) for h in self._patterns(text, field, depth=0))
-            if len(self._memo) >= _MEMO:
-                self._memo.clear()
-            self._memo[text] = found
+            if len(text) <= _MEMO_TEXT:  # bounded: at most _MEMO texts of at most _MEMO_TEXT chars
+                if len(self._memo) >= _MEMO:
+                    self._memo.clear()
+                self._memo[text] = found
         hits = [ScreenHit(rule=rule, field=field, excerpt=excerpt) for rule, excerpt in found]
         score = 1.0 if hits else 0.0
         if self._classifier is not None:
