@@ -55,6 +55,7 @@ from tether.checkpoints.records import (
     dumps,
     from_columns,
     new_event_id,
+    new_event_ids,
     now,
     to_columns,
     to_values,
@@ -169,7 +170,8 @@ class Ledger(ABC):
     def append_many(self, evs: Sequence[LedgerEvent], *, durable: bool = False) -> int:
         """Add rows in order in one transaction (one commit, one head update): group commit for
         callers that hold several events at once. All or none are added; returns the new head's seq."""
-        stamped = [to_values(ev, event_id=new_event_id(), ts=now()) for ev in evs]
+        ts = now()  # rows committed together are stamped together
+        stamped = [to_values(ev, event_id=i, ts=ts) for ev, i in zip(evs, new_event_ids(len(evs)), strict=True)]
         with self._write(durable=durable) as q:
             seq, prev = self._lock_head(q)
             if not stamped:

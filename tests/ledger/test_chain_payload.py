@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,3 +101,26 @@ def test_event_ids_are_unique_and_grow_with_the_clock() -> None:
     ids = [records.new_event_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids) and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
     assert ids[-1][:16] >= ids[0][:16]
+
+
+def test_a_batch_of_event_ids_is_unique_ordered_and_distinct_from_the_next() -> None:
+    first, second = records.new_event_ids(500), records.new_event_ids(500)
+    ids = first + second
+    assert len(set(ids)) == len(ids) and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert [i[:16] for i in first] == sorted(i[:16] for i in first) and second[0][:16] > first[0][:16]
+    assert records.new_event_ids(0) == []
+
+
+TEXT_FIELDS = ["thread_id", "run_id", "tool_call_id", "tool", "tool_schema_version", "decision", "rule_id",
+               "policy_version", "approval_id", "approver", "error", "detail", "model_id", "principal",
+               "subject_id", "idempotency_key"]
+
+
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+def test_a_nul_in_any_text_field_is_stored_as_the_replacement_character(field: str) -> None:
+    ev = records.LedgerEvent(**{"thread_id": "t", "run_id": "r", "event": "proposed", field: "a\x00b"},
+                             args={"k": "x\x00y"})
+    values = dict(zip([n for n, _ in records.COLUMNS], records.to_values(ev, event_id="e", ts="s"), strict=True))
+    assert values[field] == "a\ufffdb"
+    assert values["args_json"] == '{"k":"x\\u0000y"}'  # JSON columns keep it, escaped
+    assert not any(type(v) is str and "\x00" in v for v in values.values())
