@@ -7,7 +7,9 @@ serializer so they are restored as themselves (registered on import).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypedDict, get_origin, get_type_hints
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
@@ -241,6 +243,39 @@ class WorkflowState(TypedDict, total=False):
     """Every proposal of the current run that reached a final status, with its result."""
     outcome: Resolved | Escalated | None
     memory: Memory
+
+
+_REDUCED = frozenset(k for k, hint in get_type_hints(WorkflowState, include_extras=True).items()
+                     if get_origin(hint) is Annotated)
+"""State keys whose channel has a reducer (``messages``)."""
+
+
+def unchanged_dropped(out: dict[str, Any], state: Mapping[str, Any]) -> dict[str, Any]:
+    """A node's update without the values it hands back unchanged: writing a value equal to the
+    one in the state changes nothing but costs a checkpoint write and a channel update. Channels
+    with a reducer (``messages``) are always kept: there a write is an instruction, not a value."""
+    for key in [k for k, v in out.items() if k not in _REDUCED and k in state and _same(v, state[k])]:
+        del out[key]
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a`` is ``b``, or the same plain value of the same types all the way down (``1`` is not
+    ``1.0``, ``-0.0`` is not ``0.0``, NaN is never the same); pydantic values by their fields."""
+    if a is b:
+        return True
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is float:
+        return bool(a == b and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)))
+    if kind in (list, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if kind is dict:
+        return list(a) == list(b) and all(_same(v, b[k]) for k, v in a.items())
+    if kind in (str, int, bool) or isinstance(a, BaseModel):
+        return bool(a == b)
+    return False
 
 
 _SERDE_TYPES: tuple[type, ...] = (

@@ -45,7 +45,15 @@ from tether.graphs.envelope import ENVELOPE_NOTICE
 from tether.graphs.fallback import CallOutcome, call_with_fallback
 from tether.graphs.messages import checkpoint_safe, route_tool, tool_reply
 from tether.graphs.routing import RoutingDecision
-from tether.graphs.state import Escalated, Halt, Memory, Resolved, TurnSummary, WorkflowState
+from tether.graphs.state import (
+    Escalated,
+    Halt,
+    Memory,
+    Resolved,
+    TurnSummary,
+    WorkflowState,
+    unchanged_dropped,
+)
 from tether.graphs.tracing import run_id_for
 from tether.guards.budgets import Usage
 from tether.guards.context import Subject
@@ -66,6 +74,7 @@ class RoutedState(WorkflowState, total=False):
 
     reasoning_model: str
     """Pinned id of the model that reasons about the current run (``model_id`` or ``cheap_model_id``)."""
+
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,7 +177,7 @@ class Workflow(ActNode):
                 out = fn(state, config)
             usage = out.get("usage", state.get("usage", Usage()))
             out["usage"] = usage.add(seconds=time.perf_counter() - t0)
-            return out
+            return unchanged_dropped(out, state)
 
         node.__name__ = fn.__name__.lstrip("_")
         return node
