@@ -16,7 +16,7 @@ from typing import Any
 from tether.checkpoints.chain import real_text
 from tether.checkpoints.records import COLUMNS
 
-__all__ = ["JsonRun", "text_rows"]
+__all__ = ["JsonRun", "pg_text_sql", "text_rows"]
 
 JsonRun = Callable[[Sequence[str]], str]
 """SQL for a JSON array of the given column expressions (written compactly, no spaces)."""
@@ -69,3 +69,24 @@ def text_rows(
         if len(rows) < batch:
             return
         last = int(rows[-1][0])
+
+
+def pg_text_sql() -> str:
+    """PostgreSQL: the version-2 text of a row as one SQL expression (``NULL`` where it cannot
+    write a value the way the hashed form does: such a row is re-read and checked in Python).
+
+    Text goes through ``to_json`` (it escapes exactly what the hashed form escapes), integers
+    through their text, and the REAL column through ``float8`` text, which with
+    ``extra_float_digits = 1`` is the shortest round trip; only ``.0`` is added where Python
+    writes it, and magnitudes from 1e15 (where the two pick different notations) are left to Python."""
+    parts = ["'[2'", "seq::text", "to_json(prev_hash)::text"]
+    for name, kind in COLUMNS:
+        if kind == "text":
+            parts.append(f"coalesce(to_json({name})::text, 'null')")
+        elif kind == "int":
+            parts.append(f"coalesce({name}::text, 'null')")
+        else:
+            t = f"{name}::text"
+            parts.append(f"(CASE WHEN {name} IS NULL THEN 'null' WHEN abs({name}) < 1e15 THEN"
+                         f" (CASE WHEN {t} ~ '[.e]' THEN {t} ELSE {t} || '.0' END) END)")
+    return " || ',' || ".join(parts) + " || ']'"
