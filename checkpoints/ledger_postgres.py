@@ -8,9 +8,11 @@ transaction-scoped advisory lock so several processes may open a fresh database 
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +28,8 @@ _MIGRATION_LOCK = 0x7E7E_1ED6  # pg_advisory_xact_lock key for schema migrations
 
 
 _CHECK_BATCH = 20_000
+_CHECKERS = 2
+"""Connections that check batches at once (the server does the work; 2 keeps two cores busy)."""
 _CHECK_SQL = f"""WITH b AS (
   SELECT seq, prev_hash, row_hash, lag(seq) OVER w AS bseq, lag(prev_hash) OVER w AS bprev,
          lag(row_hash) OVER w AS bhash,
@@ -111,11 +115,11 @@ class PostgresLedger(Ledger):
 
     def _verify_rows(self, upto: int) -> Iterator[Sequence[Any]]:
         """Rows the server vouches for come back as ``Checked`` runs; any other row is read in
-        full and checked in Python (``verify_chain`` names what is wrong with it)."""
-        last = done = 0
-        while last < upto:
-            top = min(last + _CHECK_BATCH, upto)
-            for seq, prev_hash, row_hash, fine, bseq, bprev, bhash in self._read_tuples(_CHECK_SQL, (last, top, last)):
+        full and checked in Python (``verify_chain`` names what is wrong with it). Batches are
+        checked on ``_CHECKERS`` connections at once, and their results taken in order."""
+        done = 0
+        for rows in self._checked_batches(upto):
+            for seq, prev_hash, row_hash, fine, bseq, bprev, bhash in rows:
                 if fine:
                     yield Checked(seq=int(seq), prev_hash=str(prev_hash), row_hash=str(row_hash))
                 else:
@@ -123,4 +127,28 @@ class PostgresLedger(Ledger):
                         yield Checked(seq=int(bseq), prev_hash=str(bprev), row_hash=str(bhash))
                     yield self._chain_row(int(seq)) or (seq, prev_hash, row_hash, None)
                 done = int(seq)
-            last = top
+
+    def _checked_batches(self, upto: int) -> Iterator[list[tuple[Any, ...]]]:
+        ranges = [(lo, min(lo + _CHECK_BATCH, upto), lo) for lo in range(0, upto, _CHECK_BATCH)]
+        if len(ranges) < 2 or _CHECKERS < 2:
+            yield from (self._read_tuples(_CHECK_SQL, r) for r in ranges)
+            return
+        extra = [self.connect(self.url) for _ in range(_CHECKERS - 1)]
+        free: queue.SimpleQueue[PostgresLedger] = queue.SimpleQueue()
+        for led in (self, *extra):
+            free.put(led)
+
+        def check(r: tuple[int, int, int]) -> list[tuple[Any, ...]]:
+            led = free.get()
+            try:
+                return led._read_tuples(_CHECK_SQL, r)
+            finally:
+                free.put(led)
+
+        pool = ThreadPoolExecutor(max_workers=_CHECKERS, thread_name_prefix="tether-verify")
+        try:
+            yield from pool.map(check, ranges)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for led in extra:
+                led.close()

@@ -75,18 +75,29 @@ def pg_text_sql() -> str:
     """PostgreSQL: the version-2 text of a row as one SQL expression (``NULL`` where it cannot
     write a value the way the hashed form does: such a row is re-read and checked in Python).
 
-    Text goes through ``to_json`` (it escapes exactly what the hashed form escapes), integers
-    through their text, and the REAL column through ``float8`` text, which with
-    ``extra_float_digits = 1`` is the shortest round trip; only ``.0`` is added where Python
-    writes it, and magnitudes from 1e15 (where the two pick different notations) are left to Python."""
-    parts = ["'[2'", "seq::text", "to_json(prev_hash)::text"]
+    Runs of text columns go through ``array_to_json`` (it escapes exactly what the hashed form
+    escapes, and writes SQL NULL as ``null``), integers through their text, and the REAL column
+    through ``float8`` text, which with ``extra_float_digits = 1`` is the shortest round trip; only
+    ``.0`` is added where Python writes it, and magnitudes from 1e15 (where the two pick different
+    notations) are left to Python."""
+    segments: list[str] = []
+    run = ["prev_hash"]
+
+    def flush() -> None:
+        if run:  # '["a",null]' -> '"a",null': the first and last characters are brackets
+            segments.append(f"btrim(array_to_json(ARRAY[{', '.join(run)}]::text[])::text, '[]')")
+            run.clear()
+
     for name, kind in COLUMNS:
         if kind == "text":
-            parts.append(f"coalesce(to_json({name})::text, 'null')")
-        elif kind == "int":
-            parts.append(f"coalesce({name}::text, 'null')")
+            run.append(name)
+            continue
+        flush()
+        if kind == "int":
+            segments.append(f"coalesce({name}::text, 'null')")
         else:
             t = f"{name}::text"
-            parts.append(f"(CASE WHEN {name} IS NULL THEN 'null' WHEN abs({name}) < 1e15 THEN"
-                         f" (CASE WHEN {t} ~ '[.e]' THEN {t} ELSE {t} || '.0' END) END)")
-    return " || ',' || ".join(parts) + " || ']'"
+            segments.append(f"(CASE WHEN {name} IS NULL THEN 'null' WHEN abs({name}) < 1e15 THEN"
+                            f" (CASE WHEN {t} ~ '[.e]' THEN {t} ELSE {t} || '.0' END) END)")
+    flush()
+    return "'[2,' || seq::text || ',' || " + " || ',' || ".join(segments) + " || ']'"
