@@ -30,16 +30,17 @@ _MIGRATION_LOCK = 0x7E7E_1ED6  # pg_advisory_xact_lock key for schema migrations
 _CHECK_BATCH = 20_000
 _CHECKERS = 2
 """Connections that check batches at once (the server does the work; 2 keeps two cores busy)."""
-_CHECK_SQL = f"""WITH b AS (
-  SELECT seq, prev_hash, row_hash, lag(seq) OVER w AS bseq, lag(prev_hash) OVER w AS bprev,
-         lag(row_hash) OVER w AS bhash,
-         'sha256:' || encode(sha256(convert_to({pg_text_sql()}, 'UTF8')), 'hex') = row_hash AS ok
-  FROM ledger_events WHERE seq >= ? AND seq <= ? WINDOW w AS (ORDER BY seq)),
-f AS (SELECT seq, prev_hash, row_hash, bseq, bprev, bhash,
-             coalesce(ok AND CASE WHEN bseq IS NULL THEN seq = 1 AND prev_hash = '{GENESIS}'
-                                  ELSE seq = bseq + 1 AND prev_hash = bhash END, false) AS fine FROM b)
-SELECT seq, prev_hash, row_hash, fine, bseq, bprev, bhash FROM f
-WHERE seq > ? AND (NOT fine OR seq = (SELECT max(seq) FROM b)) ORDER BY seq"""
+_CHECK_SQL = f"""SELECT seq, prev_hash, row_hash, fine, bseq, bprev, bhash FROM (
+  SELECT seq, prev_hash, row_hash, bseq, bprev, bhash, nseq,
+         coalesce(ok AND CASE WHEN bseq IS NULL THEN seq = 1 AND prev_hash = '{GENESIS}'
+                              ELSE seq = bseq + 1 AND prev_hash = bhash END, false) AS fine
+  FROM (SELECT seq, prev_hash, row_hash, ok, lag(seq) OVER w AS bseq, lag(prev_hash) OVER w AS bprev,
+               lag(row_hash) OVER w AS bhash, lead(seq) OVER w AS nseq
+        FROM (SELECT seq, prev_hash, row_hash,
+                     'sha256:' || encode(sha256(convert_to({pg_text_sql()}, 'UTF8')), 'hex') = row_hash AS ok
+              FROM ledger_events WHERE seq >= ? AND seq <= ? OFFSET 0) h  -- hash first, sort narrow rows
+        WINDOW w AS (ORDER BY seq)) l) f
+WHERE seq > ? AND (NOT fine OR nseq IS NULL) ORDER BY seq"""
 """One batch checked by the server, each row against the one before it (the previous batch's last
 row is read again for that): only rows it cannot vouch for and the batch's last row come back,
 each with the row before it (the end of the run the server vouched for)."""
