@@ -7,6 +7,9 @@ retriever; every hit is returned as an ``Evidence`` value the agent must cite.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -87,28 +90,77 @@ def read_passages(path: Path) -> list[Passage]:
     return passages
 
 
+_COMPLETE = "complete"
+
+
+def _persist(retriever: Any, target: Path) -> None:
+    """Write the index next to ``target`` and move it into place whole; older indexes beside it
+    are removed. Best effort: a directory that cannot be written only costs the next build."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        retriever.persist(str(tmp), show_progress=False)
+        (tmp / _COMPLETE).write_text("")
+        try:
+            tmp.rename(target)
+        except OSError:  # another process put the same index there first
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in target.parent.iterdir():
+            if old.name != target.name and not old.name.startswith("."):
+                shutil.rmtree(old, ignore_errors=True)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class KnowledgeBase:
     """BM25 search over passages. Build with ``from_dir`` or ``from_passages``."""
 
-    def __init__(self, passages: Iterable[Passage]) -> None:
+    def __init__(self, passages: Iterable[Passage], *, index_root: Path | None = None) -> None:
+        """``index_root``: a directory where the BM25 index is kept between processes, named by
+        a digest of the passages (built there on first use; indexes of other passages are removed)."""
         self._passages = {p.evidence_id: p for p in passages}
         if not self._passages:
             raise ValueError("a knowledge base needs at least one passage")
         self._retriever: Any = None
+        self._index_dir = index_root / self._digest() if index_root is not None else None
         self._lock = threading.Lock()
 
+    def _digest(self) -> str:
+        h = hashlib.sha256()
+        for p in self._passages.values():
+            h.update(f"{p.evidence_id}\0{p.title}\0{p.text}\0".encode())
+        return h.hexdigest()[:32]
+
     def _bm25(self) -> Any:
-        """The LlamaIndex BM25 retriever, built on the first search (importing it is slow)."""
+        """The LlamaIndex BM25 retriever, loaded from ``index_dir`` or built on the first search
+        (importing it is slow)."""
         if self._retriever is None:
-            from llama_index.core.schema import BaseNode, TextNode
             from llama_index.retrievers.bm25 import BM25Retriever
 
-            nodes: list[BaseNode] = [
-                TextNode(id_=p.evidence_id, text=f"{p.title}. {p.text}") for p in self._passages.values()
-            ]
-            # ``search`` sets ``similarity_top_k`` per query, so any ``top_k`` is honoured.
-            self._retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes))
+            self._retriever = self._load(BM25Retriever) or self._build(BM25Retriever)
         return self._retriever
+
+    def _load(self, cls: Any) -> Any:
+        if self._index_dir is None or not (self._index_dir / _COMPLETE).is_file():
+            return None
+        try:
+            got = cls.from_persist_dir(str(self._index_dir))
+        except Exception:  # a damaged or foreign index is only a cache: build it again
+            return None
+        ids = {c.get("node_id") for c in got.corpus} if got.corpus is not None else set()
+        return got if ids == self._passages.keys() else None
+
+    def _build(self, cls: Any) -> Any:
+        from llama_index.core.schema import BaseNode, TextNode
+
+        nodes: list[BaseNode] = [
+            TextNode(id_=p.evidence_id, text=f"{p.title}. {p.text}") for p in self._passages.values()
+        ]
+        # ``search`` sets ``similarity_top_k`` per query, so any ``top_k`` is honoured.
+        retriever = cls.from_defaults(nodes=nodes, similarity_top_k=len(nodes))
+        if self._index_dir is not None:
+            _persist(retriever, self._index_dir)
+        return retriever
 
     @classmethod
     def from_dir(cls, path: Path) -> KnowledgeBase:

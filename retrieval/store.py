@@ -315,7 +315,7 @@ class KnowledgeStore:
             passages = self.manifest.passages()
             if not passages:
                 return []
-            self._bm25 = KnowledgeBase(passages)
+            self._bm25 = KnowledgeBase(passages, index_root=self.directory / "bm25")
         return self._bm25.search(query, top_k=k)
 
     def _semantic(self, query: str, k: int) -> list[tuple[str, float]]:
