@@ -4,8 +4,9 @@
 manifest (documents, versions, content digests, chunk status) and, for ``vector``/``hybrid``
 retrieval, an embedded Chroma collection written through LlamaIndex with the bundled MiniLM
 model. Ingesting again reads only files whose bytes changed, embeds only chunks whose evidence
-id is new, and retires the chunks of files that are gone. BM25 runs over the current chunks and
-is built on the first search; the embedding model is loaded only when something has to be
+id is new, and retires the chunks of files that are gone. BM25 runs over the current chunks; its
+index is built on the first search and kept in ``bm25/`` (named by a digest of the chunks, so a
+later process loads it and a changed store never uses an old one); the embedding model is loaded only when something has to be
 embedded or a vector query is asked. Without the ``embeddings`` extra a store asked for vectors
 serves BM25 and says so in ``notice`` (and a ``RetrievalFallback`` warning).
 
