@@ -76,7 +76,6 @@ class RoutedState(WorkflowState, total=False):
     """Pinned id of the model that reasons about the current run (``model_id`` or ``cheap_model_id``)."""
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class Workflow(ActNode):
     """Everything a governed workflow needs (fields: see ``graphs.base.NodeBase``).
