@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "KnowledgeStore": "tether.retrieval",
     "Ledger": "tether.checkpoints.ledger",
     "LedgerRow": "tether.checkpoints.ledger",
+    "Attempts": "tether.checkpoints.ledger",
     "ModelConfig": "tether.models",
     "ModelPrice": "tether.models",
     "OfflineChatModel": "tether.models",
@@ -140,6 +141,7 @@ __all__ = [
     "ApprovalError",
     "ApprovalRequest",
     "Approve",
+    "Attempts",
     "Budgets",
     "BuildContext",
     "CassetteMiss",
@@ -268,6 +270,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from tether.checkpoints.checkpointer import open_checkpointer as open_checkpointer
     from tether.checkpoints.ledger import Approval as Approval
+    from tether.checkpoints.ledger import Attempts as Attempts
     from tether.checkpoints.ledger import Ledger as Ledger
     from tether.checkpoints.ledger import LedgerRow as LedgerRow
     from tether.checkpoints.queue_postgres import LeaseLost as LeaseLost

@@ -66,6 +66,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Approval",
     "ApprovalStatus",
+    "Attempts",
     "EventKind",
     "Ledger",
     "LedgerEvent",
@@ -78,6 +79,16 @@ _INSERT = (
     + ") VALUES (" + ", ".join("?" * (len(COLUMNS) + 3)) + ")"
 )
 _BATCH = 2000
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Attempts:
+    """What the ledger holds for one idempotency key (``Ledger.attempts``)."""
+
+    executed: LedgerRow | None
+    """The ``executed`` row: the action ran to completion (reuse its result, never repeat it)."""
+    started: bool
+    """Whether an intent (``executing``) was recorded: without ``executed``, the outcome is unknown."""
 
 
 class Query(Protocol):
@@ -246,13 +257,13 @@ class Ledger(ABC):
             "SELECT 1 AS x FROM ledger_events WHERE idempotency_key=? AND event='executing' LIMIT 1",
             (idempotency_key,)))
 
-    def attempts(self, idempotency_key: str) -> tuple[LedgerRow | None, bool]:
-        """For one key, in one query: the ``executed`` row (the action ran to completion) and
-        whether an intent (``executing``) was recorded."""
+    def attempts(self, idempotency_key: str) -> Attempts:
+        """For one key, in one query: its ``executed`` row and whether an intent was recorded."""
         rows = self._read("SELECT * FROM ledger_events WHERE idempotency_key=? AND event IN"
                           " ('executing', 'executed') ORDER BY seq", (idempotency_key,))
         done = next((r for r in rows if r["event"] == "executed"), None)
-        return (from_columns(done) if done is not None else None), any(r["event"] == "executing" for r in rows)
+        return Attempts(executed=from_columns(done) if done is not None else None,
+                        started=any(r["event"] == "executing" for r in rows))
 
     # ------------------------------------------------------------------ chain
 

@@ -125,12 +125,12 @@ class ActNode(GuardNodes):
         ctx = self._ctx(state, config, p)
         facts = {**self._facts(config, p, spec).row(), "args": p.args,
                  "rule_id": p.decision.rule_id if p.decision else None}
-        done, started = self.ledger.attempts(ctx.idempotency_key)
-        if done is not None:  # completed before a crash or an earlier resume: reuse, never repeat
+        seen = self.ledger.attempts(ctx.idempotency_key)
+        if (done := seen.executed) is not None:  # completed before a crash or an earlier resume: reuse, never repeat
             return ActStep(proposal=p.model_copy(update={"status": "executed"}), result=done.result,
                            reply=_reply(p, {"status": "ok", "result": done.result, "replayed": True}),
                            moved=_amount(spec, p))
-        if started and not spec.idempotent:
+        if seen.started and not spec.idempotent:
             halt = Halt(rule_id="act.outcome_unknown", action=EscalationAction.HANDOFF_TO_HUMAN,
                         reason=f"{p.tool} may already have run (crash mid-call); a human must check")
             return ActStep(proposal=p.model_copy(update={"status": "failed"}), halt=halt,

@@ -162,10 +162,10 @@ def _run_once(mw: TetherMiddleware, run: dict[str, Any], spec: ToolSpec[Any, Any
               facts: dict[str, Any], *, approver: str | None) -> ToolMessage:
     """Run the call with its idempotency key: ``executing`` before, ``executed``/``failed`` after."""
     key, call_id = facts["idempotency_key"], facts["tool_call_id"]
-    done, started = mw.ledger.attempts(key)
-    if done is not None:
+    seen = mw.ledger.attempts(key)
+    if (done := seen.executed) is not None:
         return tool_reply(call_id, spec.name, {"status": "ok", "result": done.result, "replayed": True})
-    if started and not spec.idempotent:
+    if seen.started and not spec.idempotent:
         return tool_reply(call_id, spec.name, {"status": "error", "code": "outcome_unknown",
                                                "message": f"{spec.name} may already have run; a human must check"})
     row = {**facts, "approver": approver}

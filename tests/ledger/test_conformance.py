@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tether.checkpoints.chain import GENESIS, Anchor, row_hash
-from tether.checkpoints.ledger import SCHEMA_VERSION, Ledger, LedgerEvent
+from tether.checkpoints.ledger import SCHEMA_VERSION, Attempts, Ledger, LedgerEvent
 from tether.errors import ApprovalError
 
 
@@ -72,15 +72,16 @@ def test_rows_are_chained_in_order(ledger: Ledger) -> None:
 
 def test_started_and_completed_by_idempotency_key(ledger: Ledger) -> None:
     assert not ledger.started("T:c") and ledger.completed("T:c") is None
-    assert ledger.attempts("T:c") == (None, False)
+    assert ledger.attempts("T:c") == Attempts(executed=None, started=False)
     ledger.append(ev(event="executing", idempotency_key="T:c"))
     ledger.append(ev(event="executed", idempotency_key="T:other"))
     assert ledger.started("T:c") and ledger.completed("T:c") is None
-    assert ledger.attempts("T:c") == (None, True)
+    assert ledger.attempts("T:c") == Attempts(executed=None, started=True)
     done = ledger.append(ev(event="executed", idempotency_key="T:c", result={"ok": 1}))
     assert ledger.completed("T:c") == done
-    assert ledger.attempts("T:c") == (done, True)
-    assert ledger.attempts("T:other")[0] is not None and not ledger.attempts("T:other")[1]
+    assert ledger.attempts("T:c") == Attempts(executed=done, started=True)
+    other = ledger.attempts("T:other")
+    assert other.executed is not None and not other.started
 
 
 def test_iter_events_reads_in_batches(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
