@@ -23,6 +23,7 @@ workers admits exactly ``max_calls`` per window. Tables (schema version 2):
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import time
@@ -162,9 +163,16 @@ class RateLimiter:
             if len(rows) >= lim.max_calls:
                 retry = rows[len(rows) - lim.max_calls][0] + lim.per_seconds - now
                 return _one(rid, Deny, f"{len(rows)} calls in the last {lim.per_seconds:g}s (limit "
-                            f"{lim.max_calls}, per {lim.per}); retry in {max(retry, 0):.0f}s")  # fmt: skip
+                            f"{lim.max_calls}, per {lim.per}); retry in {_wait_text(retry)}")  # fmt: skip
             q("INSERT INTO rate_limit_calls (key, ts, token) VALUES (?, ?, ?)", (bucket, now, key))
         return _one(rid, Allow, f"call {len(rows) + 1} of {lim.max_calls} in {lim.per_seconds:g}s")
+
+
+def _wait_text(seconds: float) -> str:
+    """How long until a call is allowed again, rounded up: whole seconds under ten minutes, else
+    whole minutes (the text reaches the model, so it should not change with a second's delay)."""
+    wait = max(seconds, 0.0)
+    return f"{math.ceil(wait)}s" if wait < 600 else f"{math.ceil(wait / 60)} min"
 
 
 class CircuitBreaker:

@@ -183,3 +183,11 @@ def test_an_unknown_url_scheme_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         RuntimeLimits.open(limited(), "redis://localhost/0")
     assert "sqlite:///PATH or postgresql://" in str(info.value)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(-3.0, "0s"), (0.0, "0s"), (59.2, "60s"), (599.5, "600s"),
+                                               (600.0, "10 min"), (86399.2, "1440 min"), (86400.0, "1440 min")])
+def test_the_wait_is_rounded_up_so_a_second_of_delay_does_not_change_it(seconds: float, text: str) -> None:
+    from tether.guards.ratelimit import _wait_text
+
+    assert _wait_text(seconds) == text
