@@ -268,8 +268,8 @@ def _classify(
 
 class Checked(NamedTuple):
     """A row the database checked itself, with every row since the one yielded before it: each
-    row's hash is that of its version-2 text and each links to the row before it (a backend
-    yields the first row of each batch in full, so the link into a run is checked here)."""
+    row's hash is that of its version-2 text and each links to the row before it (the first of
+    them to the row yielded before the run)."""
 
     seq: int
     prev_hash: str

@@ -78,7 +78,7 @@ def now() -> str:
 def new_event_id() -> str:
     """32 hex digits: the clock in nanoseconds, then 64 random bits. Ids grow with time, so the
     unique index on them is appended to at its right edge instead of rewritten all over."""
-    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
+    return new_event_ids(1)[0]
 
 
 def new_event_ids(n: int) -> list[str]:
