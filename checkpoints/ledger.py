@@ -218,9 +218,9 @@ class Ledger(ABC):
                 return
             last = int(rows[-1]["seq"])
 
-    def _chain_rows(self, upto: int) -> Iterator[tuple[Any, ...]]:
-        """Rows up to ``upto`` as tuples in ``CHAIN_COLUMNS`` order, read in batches."""
-        last, select = 0, ", ".join(CHAIN_COLUMNS)
+    def _chain_rows(self, upto: int, *, after: int = 0) -> Iterator[tuple[Any, ...]]:
+        """Rows ``after < seq <= upto`` as tuples in ``CHAIN_COLUMNS`` order, read in batches."""
+        last, select = after, ", ".join(CHAIN_COLUMNS)
         while True:
             rows = self._read_tuples(f"SELECT {select} FROM ledger_events WHERE seq > ? AND seq <= ?"
                                      f" ORDER BY seq LIMIT {_BATCH}", (last, upto))

@@ -16,10 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from tether.checkpoints.chain import GENESIS, Checked
+from tether.checkpoints.chain import GENESIS
 from tether.checkpoints.ledger import Ledger, Query
 from tether.checkpoints.migrations import migrate
 from tether.checkpoints.row_text import pg_text_sql
+from tether.checkpoints.vouch import Range, ranges, vouched
 from tether.errors import LedgerError, MissingExtra
 
 __all__ = ["PostgresLedger", "redact"]
@@ -115,40 +116,35 @@ class PostgresLedger(Ledger):
         return (int(rows[0]["seq"]), str(rows[0]["row_hash"])) if rows else (0, GENESIS)
 
     def _verify_rows(self, upto: int) -> Iterator[Sequence[Any]]:
-        """Rows the server vouches for come back as ``Checked`` runs; any other row is read in
-        full and checked in Python (``verify_chain`` names what is wrong with it). Batches are
-        checked on ``_CHECKERS`` connections at once, and their results taken in order."""
-        done = 0
-        for rows in self._checked_batches(upto):
-            for seq, prev_hash, row_hash, fine, bseq, bprev, bhash in rows:
-                if fine:
-                    yield Checked(seq=int(seq), prev_hash=str(prev_hash), row_hash=str(row_hash))
-                else:
-                    if bseq is not None and int(bseq) > done:  # the rows before it all held
-                        yield Checked(seq=int(bseq), prev_hash=str(bprev), row_hash=str(bhash))
-                    yield self._chain_row(int(seq)) or (seq, prev_hash, row_hash, None)
-                done = int(seq)
+        """Rows the server vouches for come back as ``Checked`` runs (``tether.checkpoints.vouch``);
+        batches are checked on ``_CHECKERS`` connections at once, and their results taken in order."""
+        return vouched(self._checked_batches(upto), load=self._chain_row,
+                       raw=lambda lo, hi: self._chain_rows(hi, after=lo))
 
-    def _checked_batches(self, upto: int) -> Iterator[list[tuple[Any, ...]]]:
-        ranges = [(lo, min(lo + _CHECK_BATCH, upto), lo) for lo in range(0, upto, _CHECK_BATCH)]
-        if len(ranges) < 2 or _CHECKERS < 2:
-            yield from (self._read_tuples(_CHECK_SQL, r) for r in ranges)
+    def _checked_batches(self, upto: int) -> Iterator[Range]:
+        spans = ranges(upto, _CHECK_BATCH)
+
+        def here(led: PostgresLedger, lo: int, hi: int) -> Range:
+            return (lo, hi, [(*r[:3], bool(r[3]), *r[4:]) for r in led._read_tuples(_CHECK_SQL, (max(lo, 1), hi, lo))])
+
+        if len(spans) < 2 or _CHECKERS < 2:
+            yield from (here(self, lo, hi) for lo, hi in spans)
             return
         extra = [self.connect(self.url) for _ in range(_CHECKERS - 1)]
         free: queue.SimpleQueue[PostgresLedger] = queue.SimpleQueue()
         for led in (self, *extra):
             free.put(led)
 
-        def check(r: tuple[int, int, int]) -> list[tuple[Any, ...]]:
+        def check(span: tuple[int, int]) -> Range:
             led = free.get()
             try:
-                return led._read_tuples(_CHECK_SQL, r)
+                return here(led, *span)
             finally:
                 free.put(led)
 
         pool = ThreadPoolExecutor(max_workers=_CHECKERS, thread_name_prefix="tether-verify")
         try:
-            yield from pool.map(check, ranges)
+            yield from pool.map(check, spans)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             for led in extra:

@@ -11,9 +11,10 @@ durable, since the log is written in order.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,17 @@ from typing import Any
 from tether.checkpoints.chain import GENESIS
 from tether.checkpoints.ledger import _BATCH, _INSERT, Ledger, Query
 from tether.checkpoints.migrations import migrate
-from tether.checkpoints.row_text import text_rows
+from tether.checkpoints.vouch import Range, Verdict, check_range, range_checkers, ranges, vouched
 from tether.errors import LedgerError
 
 __all__ = ["SqliteLedger"]
+
+
+_CHECK_BATCH = 20_000
+"""Rows ``verify`` checks as one range."""
+_PARALLEL_FROM = 100_000
+"""Rows from which ``verify`` checks ranges in worker processes (each costs a start of Python)."""
+_WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def _json_array(columns: Sequence[str]) -> str:
@@ -41,6 +49,7 @@ class SqliteLedger(Ledger):
         self._durable_at = 0
         """``_commits`` when the last durable commit of this connection happened."""
         self.url = url
+        self._path = url.removeprefix("sqlite:///")
         with self._tx() as q:
             migrate(q, "sqlite")
 
@@ -126,14 +135,16 @@ class SqliteLedger(Ledger):
                 raise LedgerError(url=self.url, reason=f"{type(exc).__name__}: {exc}") from None
 
     def _verify_rows(self, upto: int) -> Iterator[Sequence[Any]]:
-        rows = text_rows(self._read_tuples, _json_array, upto=upto, batch=_BATCH)
-        seen = 0
-        try:
-            for r in rows:
-                seen = int(r[0])
-                yield r
-        except LedgerError:  # a value json_array refuses (a BLOB written into the table)
-            yield from (r for r in self._chain_rows(upto) if r[0] > seen)
+        spans = ranges(upto, _CHECK_BATCH)
+        workers = min(_WORKERS, len(spans)) if upto >= _PARALLEL_FROM else 0
+
+        def here(lo: int, hi: int) -> list[Verdict] | None:
+            return check_range(self._read_tuples, _json_array, lo, hi, batch=_BATCH)
+
+        checked: Iterable[Range] = ((lo, hi, here(lo, hi)) for lo, hi in spans)
+        if workers > 1:
+            checked = range_checkers(self._path, spans, workers, here)
+        return vouched(checked, load=self._chain_row, raw=lambda lo, hi: self._chain_rows(hi, after=lo))
 
     def _lock_head(self, q: Query) -> tuple[int, str]:
         rows, _ = q("SELECT seq, row_hash FROM ledger_head WHERE id=1")

@@ -16,7 +16,7 @@ from typing import Any
 from tether.checkpoints.chain import real_text
 from tether.checkpoints.records import COLUMNS
 
-__all__ = ["JsonRun", "pg_text_sql", "text_rows"]
+__all__ = ["JsonRun", "pg_text_sql", "row_text", "text_batches"]
 
 JsonRun = Callable[[Sequence[str]], str]
 """SQL for a JSON array of the given column expressions (written compactly, no spaces)."""
@@ -40,35 +40,33 @@ def _segments(json_run: JsonRun) -> tuple[_Segment, ...]:
     return tuple(out)
 
 
-def _assemble(kinds: tuple[str, ...]) -> Callable[[Sequence[Any]], str | None]:
-    """A row's text from its segments; ``None`` when the REAL column holds another type."""
-    if kinds != ("json", "real", "json"):  # COLUMNS has one REAL column (spend_usd)
-        raise AssertionError(f"row_text expects one REAL column between text columns, not {kinds}")
-
-    def assemble(parts: Sequence[Any]) -> str | None:
-        head, v, tail = parts
-        mid = "null" if v is None else real_text(v) if type(v) is float else None
-        return None if mid is None else head[:-1] + "," + mid + "," + tail[1:]
-    return assemble
-
-
-def text_rows(
+def text_batches(
     read: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]], json_run: JsonRun, *, upto: int, batch: int,
-) -> Iterator[tuple[Any, Any, Any, str | None]]:
-    """``(seq, prev_hash, row_hash, text)`` for rows up to ``upto``, read in batches with ``read``
-    (``?`` placeholders). Raises what ``read`` raises when the database refuses a value."""
+    after: int = 0,
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows ``after < seq <= upto`` as ``(seq, prev_hash, row_hash, head, real, tail)``, read in
+    batches with ``read`` (``?`` placeholders): ``row_text(head, real, tail)`` is the row's text.
+    Raises what ``read`` raises when the database refuses a value."""
     segments = _segments(json_run)
-    assemble = _assemble(tuple(kind for kind, _ in segments))
+    if tuple(kind for kind, _ in segments) != ("json", "real", "json"):  # one REAL column (spend_usd)
+        raise AssertionError(f"row_text expects one REAL column between text columns, not {segments}")
     sql = ("SELECT seq, prev_hash, row_hash, " + ", ".join(s for _, s in segments)
            + f" FROM ledger_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT {batch}")
-    last = 0
+    last = after
     while True:
         rows = read(sql, (last, upto))
-        for r in rows:
-            yield (r[0], r[1], r[2], assemble(r[3:]))
+        yield rows
         if len(rows) < batch:
             return
         last = int(rows[-1][0])
+
+
+def row_text(head: str, real: Any, tail: str) -> str | None:
+    """A row's version-2 text from ``text_batches``' parts; ``None`` when the REAL column holds
+    another type."""
+    if real is None:
+        return f"{head[:-1]},null,{tail[1:]}"
+    return f"{head[:-1]},{real_text(real)},{tail[1:]}" if type(real) is float else None
 
 
 def pg_text_sql() -> str:
