@@ -49,6 +49,7 @@ def child(governed: bool, kind: str, saver: str, root: Path) -> None:
     for k in KINDS:
         if saver != "none" or k != "approval":
             side.request(k)
+    side.reset()
     before = _checkpoint_bytes(root / "checkpoints.sqlite")
     os.write(2, b"=== MARK\n")
     status = side.request(kind)  # type: ignore[arg-type]

@@ -47,6 +47,7 @@ def _round(saver: Saver, per_kind: int, pg_url: str | None) -> dict[str, dict[st
             for _ in range(per_kind):
                 for k in _kinds(saver):
                     for name, side in sides.items():
+                        side.reset()
                         t0 = time.perf_counter()
                         side.request(k)
                         times[k][name].append(time.perf_counter() - t0)
@@ -92,6 +93,7 @@ def peak_rss(scale: str = "full", saver: Saver = "sqlite") -> dict[str, float]:
 def _rss_child(name: str, saver: Saver, n: int, root: str) -> None:
     side = Side(governed=name == "governed", saver=saver, root=Path(root) / "home")
     for i in range(n):
+        side.reset()
         side.request(_kinds(saver)[i % len(_kinds(saver))])
     side.close()
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
