@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tether.errors import TetherError
+from tether.evals.file_problems import validation_problems
 from tether.evals.metrics import METRICS
 
 __all__ = ["CRITERIA", "PER_TASK", "RELATIVE", "Gate", "GatesFile", "GatesFileError", "format_number", "load_gates"]
@@ -129,33 +129,6 @@ class GatesFile(BaseModel):
     gates: tuple[Gate, ...] = Field(min_length=1, strict=False, description="the gates; a YAML list")
 
 
-def _key(loc: Sequence[Any]) -> str:
-    out = ""
-    for p in loc:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "<root>"
-
-
-def _gates_problems(err: ValidationError) -> list[tuple[str, str]]:
-    out = []
-    errors = err.errors()
-    for e in errors:
-        loc = [p for p in e["loc"] if not (isinstance(p, str) and p in {"float", "int", "bool", "none", "str"})]
-        if e["type"] == "too_short" and any(len(x["loc"]) > len(e["loc"]) for x in errors):
-            continue  # a gate was invalid; the list is not really empty
-        if e["type"] == "extra_forbidden":
-            allowed = list(Gate.model_fields) if "gates" in loc[:1] and len(loc) > 2 else list(GatesFile.model_fields)
-            reason = f"unknown key; allowed here: {', '.join(allowed)}"
-        elif e["type"] == "missing":
-            reason = "required key is missing"
-        elif e["type"] == "value_error":
-            reason = str(e["msg"]).removeprefix("Value error, ")
-        else:
-            reason = f"{e['msg']} (got {e.get('input')!r})"
-        out.append((_key(loc), reason))
-    return list(dict.fromkeys(out))
-
-
 def load_gates(path: str | Path) -> GatesFile:
     """Read and validate a gates file (YAML or JSON); raises ``GatesFileError`` naming each bad key."""
     p = Path(path)
@@ -170,4 +143,4 @@ def load_gates(path: str | Path) -> GatesFile:
     try:
         return GatesFile.model_validate(data)
     except ValidationError as err:
-        raise GatesFileError(path=str(p), problems=_gates_problems(err)) from None
+        raise GatesFileError(path=str(p), problems=[(q.key, q.reason) for q in validation_problems(err, GatesFile)]) from None

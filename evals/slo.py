@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tether.errors import ConfigError
+from tether.evals.file_problems import validation_problems
 from tether.evals.ops_runs import RunSummary, _ts, parse_span
 
 __all__ = ["INDICATORS", "SloFile", "SloSpec", "SloStatus", "evaluate_slos", "load_slos"]
@@ -120,14 +121,7 @@ def load_slos(path: str) -> tuple[SloSpec, ...]:
     try:
         return SloFile.model_validate(data).slos
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
-            msg = str(e["msg"]).removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown key; allowed: " + ", ".join(
-                    SloFile.model_fields if len(e["loc"]) == 1 else SloSpec.model_fields)
-            problems.append(f"{key or '<file>'}: {msg}")
+        problems = [f"{q.key}: {q.reason.rstrip('.')}" for q in validation_problems(exc, SloFile)]
         raise ConfigError(setting=where, reason="; ".join(problems)) from None
 
 

@@ -15,21 +15,20 @@ nested arguments (``fields.phone``).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import re
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tether.errors import PolicyProblem, TetherError
 from tether.evals.faults import FaultProfile
+from tether.evals.file_problems import key_path, line_of, validation_problems
 from tether.evals.matchers import MATCHER_KEYS, arg_value, json_equal, matcher_problems, matches
 from tether.graphs.state import Approve, Edit, Reject
 from tether.models import ModelPrice
@@ -259,87 +258,6 @@ class Suite:
 # ---------------------------------------------------------------- loading
 
 
-def _key(loc: Sequence[Any]) -> str:
-    out = ""
-    for p in loc:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out or "<root>"
-
-
-def _model_at(model: Any, loc: Sequence[Any]) -> type[BaseModel] | None:
-    """The schema model a location points into (for listing the keys allowed there)."""
-    cur = model
-    for p in loc:
-        cur = _unwrap(cur, p)
-        if cur is None:
-            return None
-    return _unwrap(cur, None) if not (isinstance(cur, type) and issubclass(cur, BaseModel)) else cur
-
-
-def _unwrap(t: Any, part: Any) -> Any:
-    if isinstance(t, type) and issubclass(t, BaseModel):
-        if part is None:
-            return t
-        f = t.model_fields.get(str(part))
-        return f.annotation if f is not None else None
-    origin = get_origin(t)
-    if origin in (Union, types.UnionType):
-        for a in get_args(t):
-            found = _unwrap(a, part)
-            if found is not None:
-                return found
-        return None
-    if origin in (tuple, list, dict):
-        inner = [a for a in get_args(t) if a is not Ellipsis]
-        return inner[-1] if part is not None and inner else None
-    return None
-
-
-_BRANCHES = frozenset({"str", "tuple", "list", "dict", "int", "float", "bool", "none", "FaultProfile", "FaultSpec"})
-"""Union branch tags pydantic puts into error locations (not keys of the file)."""
-_SHALLOW = frozenset({"string_type", "too_short", "model_type", "dict_type", "tuple_type", "list_type"})
-
-
-def _problems(err: ValidationError, root: type[BaseModel], offset: tuple[Any, ...] = (),
-              lines: Mapping[tuple[str, ...], int] | None = None) -> list[SuiteProblem]:
-    out: list[SuiteProblem] = []
-    seen: set[str] = set()
-    errors = [(e, [p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p in _BRANCHES))])
-              for e in err.errors()]
-    keys = [_key((*offset, *loc)) for _, loc in errors]
-    for (e, loc), key in zip(errors, keys, strict=True):
-        full = (*offset, *loc)
-        if e["type"] in _SHALLOW and any(k.startswith((key + ".", key + "[")) for k in keys):
-            continue  # the deeper problem says what is wrong; the branch that did not fit is noise
-        line = None
-        for i in range(len(full), 0, -1):
-            line = (lines or {}).get(tuple(str(p) for p in full[:i]))
-            if line:
-                break
-        if e["type"] == "extra_forbidden":
-            model = _model_at(root, loc[:-1])
-            allowed = list(model.model_fields) if model is not None else []
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-            reason = ("unknown key." + (f" Did you mean '{close[0]}'?" if close else "")
-                      + (f" Allowed here: {', '.join(allowed)}." if allowed else ""))
-        elif e["type"] == "missing":
-            reason = "required key is missing."
-        elif e["type"] == "value_error":
-            reason = str(e["msg"]).removeprefix("Value error, ")
-        else:
-            reason = f"{e['msg']} (got {e.get('input')!r})."
-        if key + reason not in seen:  # a union reports each branch; say it once
-            seen.add(key + reason)
-            out.append(SuiteProblem(key=key, reason=reason, line=line))
-    return out
-
-
-def _line(lines: Mapping[tuple[str, ...], int], key: str) -> int | None:
-    """The line of ``key`` (``tasks[3].expect.calls[0]``), or of its nearest parent that has one."""
-    parts = tuple(re.findall(r"[^.\[\]]+", key))
-    return next((lines[parts[:i]] for i in range(len(parts), 0, -1) if parts[:i] in lines), None)
-
-
 def _cross_check(spec: SuiteFile, jsonl: bool) -> list[SuiteProblem]:
     out: list[SuiteProblem] = []
     first: dict[str, int] = {}
@@ -388,7 +306,7 @@ def _read_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]
         raise SuiteFileError(path=source, problems=[SuiteProblem(
             key="<yaml>", reason=f"not valid YAML: {problem}", line=mark.line + 1 if mark else None)]) from None
     if dups:
-        raise SuiteFileError(path=source, problems=[SuiteProblem(key=_key([int(p) if p.isdigit() else p for p in
+        raise SuiteFileError(path=source, problems=[SuiteProblem(key=key_path([int(p) if p.isdigit() else p for p in
                                                                             d.key.split(".")]),
                                                                  reason=d.reason, line=d.line) for d in dups])
     return data, lines
@@ -437,8 +355,8 @@ def load_suite(path: str | Path) -> Suite:
     try:
         spec = SuiteFile.model_validate(data)
     except ValidationError as err:
-        raise SuiteFileError(path=str(p), problems=_problems(err, SuiteFile, lines=lines)) from None
-    problems = [dataclasses.replace(q, line=_line(lines, q.key)) for q in _cross_check(spec, jsonl)]
+        raise SuiteFileError(path=str(p), problems=validation_problems(err, SuiteFile, lines=lines)) from None
+    problems = [dataclasses.replace(q, line=line_of(lines, q.key)) for q in _cross_check(spec, jsonl)]
     if problems:
         raise SuiteFileError(path=str(p), problems=problems)
     return Suite(name=spec.suite, version=spec.version, description=spec.description, path=p.resolve(),
