@@ -30,7 +30,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from tether.checkpoints.records import COLUMNS, float_text, now
+from tether.checkpoints.columns import COLUMNS, float_text, now
 
 __all__ = [
     "CHAIN_COLUMNS",

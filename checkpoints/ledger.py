@@ -42,6 +42,7 @@ from tether.checkpoints.chain import (
     values_hash,
     verify_chain,
 )
+from tether.checkpoints.columns import now
 from tether.checkpoints.migrations import SCHEMA_VERSION
 from tether.checkpoints.records import (
     COLUMNS,
@@ -56,7 +57,6 @@ from tether.checkpoints.records import (
     from_columns,
     new_event_id,
     new_event_ids,
-    now,
     to_columns,
     to_values,
 )

@@ -22,7 +22,15 @@ from typing import Any
 from tether.checkpoints.chain import GENESIS
 from tether.checkpoints.ledger import _BATCH, _INSERT, Ledger, Query
 from tether.checkpoints.migrations import migrate
-from tether.checkpoints.vouch import Range, Verdict, check_range, range_checkers, ranges, vouched
+from tether.checkpoints.vouch import (
+    Range,
+    Verdict,
+    check_range,
+    range_checkers,
+    ranges,
+    sqlite_json_array,
+    vouched,
+)
 from tether.errors import LedgerError
 
 __all__ = ["SqliteLedger"]
@@ -33,10 +41,6 @@ _CHECK_BATCH = 20_000
 _PARALLEL_FROM = 100_000
 """Rows from which ``verify`` checks ranges in worker processes (each costs a start of Python)."""
 _WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-def _json_array(columns: Sequence[str]) -> str:
-    return f"json_array({', '.join(columns)})"
 
 
 class SqliteLedger(Ledger):
@@ -139,11 +143,11 @@ class SqliteLedger(Ledger):
         workers = min(_WORKERS, len(spans)) if upto >= _PARALLEL_FROM else 0
 
         def here(lo: int, hi: int) -> list[Verdict] | None:
-            return check_range(self._read_tuples, _json_array, lo, hi, batch=_BATCH)
+            return check_range(self._read_tuples, sqlite_json_array, lo, hi, batch=_BATCH)
 
         checked: Iterable[Range] = ((lo, hi, here(lo, hi)) for lo, hi in spans)
         if workers > 1:
-            checked = range_checkers(self._path, spans, workers, here)
+            checked = range_checkers(self._path, spans, workers, here, batch=_BATCH)
         return vouched(checked, load=self._chain_row, raw=lambda lo, hi: self._chain_rows(hi, after=lo))
 
     def _lock_head(self, q: Query) -> tuple[int, str]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 from tether.checkpoints.chain import GENESIS, row_hash
-from tether.checkpoints.records import now
+from tether.checkpoints.columns import now
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Dialect", "migrate"]
 

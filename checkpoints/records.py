@@ -13,11 +13,12 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from tether.checkpoints.columns import COLUMNS, float_text, now
 
 __all__ = [
     "COLUMNS",
@@ -55,26 +56,6 @@ EventKind = Literal[
     "model_fallback",
 ]
 ApprovalStatus = Literal["pending", "approved", "rejected", "edited"]
-ColumnKind = Literal["text", "int", "real"]
-
-COLUMNS: tuple[tuple[str, ColumnKind], ...] = (
-    ("event_id", "text"), ("ts", "text"), ("thread_id", "text"), ("run_id", "text"),
-    ("step", "int"), ("event", "text"), ("tool_call_id", "text"), ("tool", "text"),
-    ("tool_schema_version", "text"), ("args_json", "text"), ("args_hash", "text"),
-    ("decision", "text"), ("rule_id", "text"), ("matched_rules", "text"),
-    ("policy_version", "text"), ("approval_id", "text"), ("approver", "text"),
-    ("evidence", "text"), ("result_json", "text"), ("error", "text"), ("detail", "text"),
-    ("model_id", "text"), ("principal", "text"), ("subject_id", "text"),
-    ("spend_usd", "real"), ("idempotency_key", "text"),
-    ("citations", "text"), ("flags", "text"),
-)
-"""Stored event columns in hash order (``seq``, ``prev_hash`` and ``row_hash`` come on top)."""
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def new_event_id() -> str:
     """32 hex digits: the clock in nanoseconds, then 64 random bits. Ids grow with time, so the
     unique index on them is appended to at its right edge instead of rewritten all over."""
@@ -92,16 +73,6 @@ _REFERENCE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str
 """The canonical form's specification; ``dumps`` gives the same text (a test holds them equal)."""
 
 
-def float_text(f: float) -> str:
-    """A float as canonical JSON writes it: shortest round trip; NaN, Infinity, -Infinity."""
-    if f != f:
-        return "NaN"
-    if f in (_INF, -_INF):
-        return "Infinity" if f > 0 else "-Infinity"
-    return float.__repr__(f)
-
-
-_INF = float("inf")
 _C_ENCODE = getattr(json.encoder, "c_make_encoder", None)
 _CHUNKS = _C_ENCODE(None, str, json.encoder.encode_basestring_ascii, float_text, ":", ",", True, False,
                     True) if _C_ENCODE is not None else None

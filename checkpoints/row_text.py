@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tether.checkpoints.chain import real_text
-from tether.checkpoints.records import COLUMNS
+from tether.checkpoints.columns import COLUMNS
 
 __all__ = ["JsonRun", "pg_text_sql", "row_text", "text_batches"]
 

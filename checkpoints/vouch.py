@@ -7,7 +7,7 @@ text and it links to the row before it. ``vouched`` turns verdicts into what ``v
 reads: ``Checked`` runs, and every other row in full (``verify_chain`` names what is wrong with
 it). PostgreSQL's checker is SQL run on the server; SQLite's is ``check_range`` here, over the
 text SQLite writes for each row, run in worker processes (``python -m tether.checkpoints.vouch
-PATH``, one range per line on stdin, its verdicts as one JSON line on stdout) once a ledger is
+PATH BATCH``, one range per line on stdin, its verdicts as one JSON line on stdout) once a ledger is
 large enough for them to pay for their start.
 """
 
@@ -30,7 +30,7 @@ from tether.checkpoints.chain import GENESIS, Checked
 from tether.checkpoints.row_text import JsonRun, row_text, text_batches
 from tether.errors import LedgerError
 
-__all__ = ["Range", "Verdict", "check_range", "range_checkers", "ranges", "vouched"]
+__all__ = ["Range", "Verdict", "check_range", "range_checkers", "ranges", "sqlite_json_array", "vouched"]
 
 Verdict = tuple[Any, Any, Any, bool, Any, Any, Any]
 """``(seq, prev_hash, row_hash, fine, bseq, bprev, bhash)``: a row, whether it was vouched for,
@@ -96,11 +96,11 @@ def vouched(checked: Iterable[Range], *, load: Callable[[int], Sequence[Any] | N
 class _Worker:
     """One checker process over a SQLite file: a range in, its verdicts out."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, batch: int) -> None:
         self.path = path
         root = str(Path(__file__).resolve().parents[1].parent)  # where ``tether`` imports from
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "tether.checkpoints.vouch", path],
+        self.proc = subprocess.Popen([sys.executable, "-m", "tether.checkpoints.vouch", path, str(batch)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def check(self, lo: int, hi: int) -> list[Verdict] | None:
@@ -122,10 +122,10 @@ class _Worker:
 
 
 def range_checkers(path: str, spans: list[tuple[int, int]], workers: int,
-                   fallback: Callable[[int, int], list[Verdict] | None]) -> Iterator[Range]:
+                   fallback: Callable[[int, int], list[Verdict] | None], *, batch: int) -> Iterator[Range]:
     """The spans checked by ``workers`` processes at once, their results in order; a span whose
     worker fails (it cannot start, or ends) is checked with ``fallback`` instead."""
-    procs = [_Worker(path) for _ in range(workers)]
+    procs = [_Worker(path, batch) for _ in range(workers)]
     free: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
     for w in procs:
         free.put(w)
@@ -148,10 +148,12 @@ def range_checkers(path: str, spans: list[tuple[int, int]], workers: int,
             w.close()
 
 
-def _serve(path: str) -> None:
-    from tether.checkpoints.ledger import _BATCH
-    from tether.checkpoints.ledger_sqlite import _json_array
+def sqlite_json_array(columns: Sequence[str]) -> str:
+    """SQLite's JSON array of columns (``row_text.JsonRun``)."""
+    return f"json_array({', '.join(columns)})"
 
+
+def _serve(path: str, batch: int) -> None:
     db = sqlite3.connect(path, timeout=30)
 
     def read(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -162,8 +164,8 @@ def _serve(path: str) -> None:
 
     for line in sys.stdin:
         lo, hi = (int(x) for x in line.split())
-        print(json.dumps(check_range(read, _json_array, lo, hi, batch=_BATCH), default=repr), flush=True)
+        print(json.dumps(check_range(read, sqlite_json_array, lo, hi, batch=batch), default=repr), flush=True)
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1])
+    _serve(sys.argv[1], int(sys.argv[2]))
