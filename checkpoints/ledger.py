@@ -30,6 +30,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,6 +61,7 @@ from tether.checkpoints.records import (
     to_columns,
     to_values,
 )
+from tether.checkpoints.row_text import pages
 from tether.errors import ApprovalError, LedgerError
 
 __all__ = [
@@ -79,6 +81,8 @@ _INSERT = (
     + ") VALUES (" + ", ".join("?" * (len(COLUMNS) + 3)) + ")"
 )
 _BATCH = 2000
+_NO_END = 2**63 - 1
+"""The largest ``seq`` either backend can store."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -209,25 +213,15 @@ class Ledger(ABC):
         return [from_columns(r) for r in rows]
 
     def _raw_rows(self) -> Iterator[dict[str, Any]]:
-        last = 0
-        while True:
-            rows = self._read(f"SELECT * FROM ledger_events WHERE seq > ? ORDER BY seq LIMIT {_BATCH}",
-                              (last,))
+        sql = "SELECT * FROM ledger_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+        for rows in pages(self._read, sql, after=0, upto=_NO_END, batch=_BATCH, seq=itemgetter("seq")):
             yield from rows
-            if len(rows) < _BATCH:
-                return
-            last = int(rows[-1]["seq"])
 
     def _chain_rows(self, upto: int, *, after: int = 0) -> Iterator[tuple[Any, ...]]:
         """Rows ``after < seq <= upto`` as tuples in ``CHAIN_COLUMNS`` order, read in batches."""
-        last, select = after, ", ".join(CHAIN_COLUMNS)
-        while True:
-            rows = self._read_tuples(f"SELECT {select} FROM ledger_events WHERE seq > ? AND seq <= ?"
-                                     f" ORDER BY seq LIMIT {_BATCH}", (last, upto))
+        sql = f"SELECT {', '.join(CHAIN_COLUMNS)} FROM ledger_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+        for rows in pages(self._read_tuples, sql, after=after, upto=upto, batch=_BATCH):
             yield from rows
-            if len(rows) < _BATCH:
-                return
-            last = int(rows[-1][0])
 
     def _chain_row(self, seq: int) -> tuple[Any, ...] | None:
         """One row as a tuple in ``CHAIN_COLUMNS`` order."""

@@ -11,12 +11,13 @@ hash: a row whose text does not match is re-read in full.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 from tether.checkpoints.chain import real_text
 from tether.checkpoints.columns import COLUMNS
 
-__all__ = ["JsonRun", "pg_text_sql", "row_text", "text_batches"]
+__all__ = ["JsonRun", "pages", "pg_text_sql", "row_text", "text_batches"]
 
 JsonRun = Callable[[Sequence[str]], str]
 """SQL for a JSON array of the given column expressions (written compactly, no spaces)."""
@@ -51,14 +52,21 @@ def text_batches(
     if tuple(kind for kind, _ in segments) != ("json", "real", "json"):  # one REAL column (spend_usd)
         raise AssertionError(f"row_text expects one REAL column between text columns, not {segments}")
     sql = ("SELECT seq, prev_hash, row_hash, " + ", ".join(s for _, s in segments)
-           + f" FROM ledger_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT {batch}")
+           + " FROM ledger_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?")
+    return pages(read, sql, after=after, upto=upto, batch=batch)
+
+
+def pages(read: Callable[[str, Sequence[Any]], list[Any]], sql: str, *, after: int, upto: int, batch: int,
+          seq: Callable[[Any], Any] = itemgetter(0)) -> Iterator[list[Any]]:
+    """Rows of ``sql`` (``WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?``) a batch at a time,
+    each batch starting after the last ``seq`` of the one before."""
     last = after
     while True:
-        rows = read(sql, (last, upto))
+        rows = read(sql, (last, upto, batch))
         yield rows
         if len(rows) < batch:
             return
-        last = int(rows[-1][0])
+        last = int(seq(rows[-1]))
 
 
 def row_text(head: str, real: Any, tail: str) -> str | None:
