@@ -96,17 +96,23 @@ def _writers(url: str, n: int, workers: int) -> float:
     return _rate(workers * (n // workers), max(e for _, e in spans) - min(b for b, _ in spans))
 
 
-def _verify(url: str, rounds: int = 3) -> tuple[float, int]:
-    """The median rate of ``rounds`` verifies, each by a newly opened ledger."""
+def _verify(url: str, rounds: int = 3, *, workers: bool = True) -> tuple[float, int]:
+    """The median rate of ``rounds`` verifies, each by a newly opened ledger (SQLite: in one
+    process when ``workers`` is false, however large the ledger)."""
     rates, rows = [], 0
-    for _ in range(rounds):
-        with Ledger.open(url) as ledger:
-            t0 = time.perf_counter()
-            report = ledger.verify()
-            seconds = time.perf_counter() - t0
-        assert report.ok, report.describe()
-        rates.append(_rate(report.rows, seconds))
-        rows = report.rows
+    parallel_from = ledger_sqlite._PARALLEL_FROM
+    ledger_sqlite._PARALLEL_FROM = parallel_from if workers else 2**63
+    try:
+        for _ in range(rounds):
+            with Ledger.open(url) as ledger:
+                t0 = time.perf_counter()
+                report = ledger.verify()
+                seconds = time.perf_counter() - t0
+            assert report.ok, report.describe()
+            rates.append(_rate(report.rows, seconds))
+            rows = report.rows
+    finally:
+        ledger_sqlite._PARALLEL_FROM = parallel_from
     return statistics.median(rates), rows
 
 
@@ -123,8 +129,9 @@ def run(scale: str = "full", pg_url: str | None = None) -> dict[str, float | str
         for rows in (n * 4, {"tiny": 400, "full": 400_000}[scale]):
             url = f"sqlite:///{Path(tmp) / f'v{rows}.sqlite'}"
             _appends(url, rows, batch=1000, durable=False)
-            how = "one process" if rows < ledger_sqlite._PARALLEL_FROM else f"{ledger_sqlite._WORKERS} workers"
-            out[f"sqlite verify, {rows:,} rows ({how})"], _ = _verify(url)
+            if rows >= ledger_sqlite._PARALLEL_FROM and ledger_sqlite._WORKERS > 1:
+                out[f"sqlite verify, {rows:,} rows ({ledger_sqlite._WORKERS} workers)"], _ = _verify(url)
+            out[f"sqlite verify, {rows:,} rows (one process)"], _ = _verify(url, workers=False)
     pg = pg_url or os.environ.get("TETHER_TEST_PG_URL")
     if not pg:
         out["postgres"] = "skipped: set TETHER_TEST_PG_URL"
