@@ -11,6 +11,8 @@ the names it applied in ``schema_migrations``; the last name is ``SCHEMA_VERSION
     0005_append_only_indexes    drop the unique index on prev_hash: its random keys made every
                                 commit rewrite pages all over it; a fork is refused by the
                                 seq primary key under the head lock, and found by verify
+    0006_wide_step              PostgreSQL: the step column holds 64-bit integers, as SQLite's
+                                always has (nothing changes on SQLite)
 """
 
 from __future__ import annotations
@@ -98,12 +100,17 @@ def _append_only_indexes(d: Dialect) -> list[Step]:
     return ["DROP INDEX IF EXISTS ledger_events_prev"]
 
 
+def _wide_step(d: Dialect) -> list[Step]:
+    return ["ALTER TABLE ledger_events ALTER COLUMN step TYPE BIGINT"] if d == "postgres" else []
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[Dialect], list[Step]]], ...] = (
     ("0001_events_and_approvals", _events_and_approvals),
     ("0002_hash_chain", _hash_chain),
     ("0003_subjects_and_expiry", _subjects_and_expiry),
     ("0004_evidence_columns", _evidence_columns),
     ("0005_append_only_indexes", _append_only_indexes),
+    ("0006_wide_step", _wide_step),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -100,7 +100,8 @@ class LedgerEvent(BaseModel):
     thread_id: str
     run_id: str
     event: EventKind
-    step: int | None = None
+    step: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    """A 64-bit integer, as both backends store it."""
     tool_call_id: str | None = None
     tool: str | None = None
     tool_schema_version: str | None = None

@@ -38,7 +38,8 @@ def approval(ledger: Ledger, call: str = "c1") -> Any:
 
 def test_migrations_are_named_and_recorded(ledger: Ledger, ledger_url: str) -> None:
     assert ledger.migrations() == ["0001_events_and_approvals", "0002_hash_chain", "0003_subjects_and_expiry",
-                                   "0004_evidence_columns", "0005_append_only_indexes"]
+                                   "0004_evidence_columns", "0005_append_only_indexes",
+                                   "0006_wide_step"]
     assert ledger.migrations()[-1] == SCHEMA_VERSION
     with Ledger.open(ledger_url) as again:  # reopening applies nothing twice
         assert again.migrations() == ledger.migrations()
@@ -211,3 +212,14 @@ def test_rows_added_past_the_head_record_are_inserted(ledger: Ledger) -> None:
     fill(ledger, 4)
     raw(ledger, "UPDATE ledger_head SET seq=3, row_hash=(SELECT row_hash FROM ledger_events WHERE seq=3)")
     assert _break(ledger) == ("inserted", 4)
+
+
+def test_a_step_beyond_64_bits_is_refused_before_anything_is_written(ledger: Ledger) -> None:
+    from pydantic import ValidationError
+
+    big = 2**63 - 1
+    ledger.append(ev(1, step=big))
+    ledger.append(ev(2, step=-(2**63)))
+    with pytest.raises(ValidationError, match="step"):
+        ev(3, step=2**63)
+    assert [r.step for r in ledger.events()] == [big, -(2**63)] and ledger.verify().ok

@@ -39,7 +39,8 @@ def test_pre_chain_sqlite_ledger_is_migrated_and_backfilled(tmp_path: Path) -> N
     _legacy_ledger(path, 3)
     with Ledger.open(path) as ledger:
         assert ledger.migrations() == ["0001_events_and_approvals", "0002_hash_chain", "0003_subjects_and_expiry",
-                                   "0004_evidence_columns", "0005_append_only_indexes"]
+                                   "0004_evidence_columns", "0005_append_only_indexes",
+                                   "0006_wide_step"]
         old = ledger.events("OLD")
         assert [r.seq for r in old] == [1, 2, 3] and old[0].prev_hash == GENESIS
         assert all(r.row_hash for r in old)
