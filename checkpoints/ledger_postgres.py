@@ -8,11 +8,9 @@ transaction-scoped advisory lock so several processes may open a fresh database 
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,7 +18,7 @@ from tether.checkpoints.chain import GENESIS
 from tether.checkpoints.ledger import Ledger, Query
 from tether.checkpoints.migrations import migrate
 from tether.checkpoints.row_text import pg_text_sql
-from tether.checkpoints.vouch import Range, ranges, vouched
+from tether.checkpoints.vouch import Range, in_order, ranges, vouched
 from tether.errors import LedgerError, MissingExtra
 
 __all__ = ["PostgresLedger", "redact"]
@@ -131,21 +129,8 @@ class PostgresLedger(Ledger):
             yield from (here(self, lo, hi) for lo, hi in spans)
             return
         extra = [self.connect(self.url) for _ in range(_CHECKERS - 1)]
-        free: queue.SimpleQueue[PostgresLedger] = queue.SimpleQueue()
-        for led in (self, *extra):
-            free.put(led)
-
-        def check(span: tuple[int, int]) -> Range:
-            led = free.get()
-            try:
-                return here(led, *span)
-            finally:
-                free.put(led)
-
-        pool = ThreadPoolExecutor(max_workers=_CHECKERS, thread_name_prefix="tether-verify")
         try:
-            yield from pool.map(check, spans)
+            yield from in_order(spans, [self, *extra], here)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
             for led in extra:
                 led.close()

@@ -24,13 +24,13 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tether.checkpoints.chain import GENESIS, Checked
 from tether.checkpoints.row_text import JsonRun, row_text, text_batches
 from tether.errors import LedgerError
 
-__all__ = ["Range", "Verdict", "check_range", "range_checkers", "ranges", "sqlite_json_array", "vouched"]
+__all__ = ["Range", "Verdict", "check_range", "in_order", "range_checkers", "ranges", "sqlite_json_array", "vouched"]
 
 Verdict = tuple[Any, Any, Any, bool, Any, Any, Any]
 """``(seq, prev_hash, row_hash, fine, bseq, bprev, bhash)``: a row, whether it was vouched for,
@@ -38,6 +38,7 @@ and the row before it (``None`` where there is none)."""
 Range = tuple[int, int, list[Verdict] | None]
 """``(lo, hi, verdicts)``; ``None`` when the range could not be checked there (read it in full)."""
 Read = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+C = TypeVar("C")
 
 
 def ranges(upto: int, size: int) -> list[tuple[int, int]]:
@@ -121,29 +122,43 @@ class _Worker:
         self.proc.wait()
 
 
+def in_order(spans: Sequence[tuple[int, int]], checkers: Sequence[C],
+             check: Callable[[C, int, int], Range]) -> Iterator[Range]:
+    """``check(checker, lo, hi)`` for every span, on all ``checkers`` at once (each checks one
+    span at a time); the results in the order of the spans."""
+    free: queue.SimpleQueue[C] = queue.SimpleQueue()
+    for c in checkers:
+        free.put(c)
+
+    def one(span: tuple[int, int]) -> Range:
+        c = free.get()
+        try:
+            return check(c, *span)
+        finally:
+            free.put(c)
+
+    pool = ThreadPoolExecutor(max_workers=len(checkers), thread_name_prefix="tether-verify")
+    try:
+        yield from pool.map(one, spans)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def range_checkers(path: str, spans: list[tuple[int, int]], workers: int,
                    fallback: Callable[[int, int], list[Verdict] | None], *, batch: int) -> Iterator[Range]:
     """The spans checked by ``workers`` processes at once, their results in order; a span whose
     worker fails (it cannot start, or ends) is checked with ``fallback`` instead."""
-    procs = [_Worker(path, batch) for _ in range(workers)]
-    free: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-    for w in procs:
-        free.put(w)
 
-    def check(span: tuple[int, int]) -> Range:
-        w = free.get()
+    def check(w: _Worker, lo: int, hi: int) -> Range:
         try:
-            return (*span, w.check(*span))
+            return (lo, hi, w.check(lo, hi))
         except (OSError, ValueError, LedgerError):
-            return (*span, fallback(*span))
-        finally:
-            free.put(w)
+            return (lo, hi, fallback(lo, hi))
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tether-verify")
+    procs = [_Worker(path, batch) for _ in range(workers)]
     try:
-        yield from pool.map(check, spans)
+        yield from in_order(spans, procs, check)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         for w in procs:
             w.close()
 
