@@ -1,11 +1,11 @@
 """The version-2 hashed text of ledger rows, computed by the database (``Ledger.verify``'s fast path).
 
-A backend supplies how it writes a run of columns as a JSON array (SQLite: ``json_array``, which
-writes text and integers exactly as the hashed form does); REAL columns are read as they are and
-written here (SQLite does not write floats in their shortest round-trip form). PostgreSQL reads
-whole rows instead: building the text there (``to_json`` per column) measured slower than
-reading the columns. ``verify_chain`` trusts such a text only as far as its
-hash: a row whose text does not match is re-read in full.
+SQLite (``text_batches``): a backend supplies how it writes a run of columns as a JSON array
+(``json_array``, which writes text and integers exactly as the hashed form does); the REAL column
+is read as it is and written here (SQLite does not write floats in their shortest round-trip
+form). PostgreSQL (``pg_text_sql``): the whole text as one SQL expression, hashed on the server.
+A text is trusted only as far as its hash: a row whose text does not match is re-read in full
+(``tether.checkpoints.vouch``). ``pages`` reads any ``seq``-ordered query a batch at a time.
 """
 
 from __future__ import annotations
