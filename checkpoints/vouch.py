@@ -99,7 +99,7 @@ class _Worker:
 
     def __init__(self, path: str, batch: int) -> None:
         self.path = path
-        root = str(Path(__file__).resolve().parents[1].parent)  # where ``tether`` imports from
+        root = str(Path(__file__).parents[2])  # where ``tether`` imports from (tether/checkpoints/vouch.py)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
         self.proc = subprocess.Popen([sys.executable, "-m", "tether.checkpoints.vouch", path, str(batch)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
