@@ -155,7 +155,14 @@ def range_checkers(path: str, spans: list[tuple[int, int]], workers: int,
         except (OSError, ValueError, LedgerError):
             return (lo, hi, fallback(lo, hi))
 
-    procs = [_Worker(path, batch) for _ in range(workers)]
+    procs: list[_Worker] = []
+    try:
+        procs.extend(_Worker(path, batch) for _ in range(workers))
+    except OSError:  # no Python to start (an embedded interpreter): every range is checked here
+        for w in procs:
+            w.close()
+        yield from ((lo, hi, fallback(lo, hi)) for lo, hi in spans)
+        return
     try:
         yield from in_order(spans, procs, check)
     finally:

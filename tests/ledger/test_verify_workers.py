@@ -123,13 +123,26 @@ def test_ranges_in_workers_report_what_one_pass_reports(n: int, tamper: str, dat
         assert full.ok == (tamper == "none" or (tamper == "swap" and n == 1))
 
 
-def test_a_worker_that_cannot_start_leaves_its_ranges_to_this_process(tmp_path: Path,
+@pytest.mark.parametrize("python", ["/bin/false", "/nonexistent/python"])
+def test_a_worker_that_cannot_start_leaves_its_ranges_to_this_process(tmp_path: Path, python: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     with Ledger.open(tmp_path / "l.sqlite") as ledger:
         ledger.append_many([LedgerEvent(thread_id="T", run_id="r", event="proposed", step=i) for i in range(10)])
         ledger._db.execute("UPDATE ledger_events SET step = 99 WHERE seq = 8")
-        with _checks(monkeypatch, workers=True) as seen:
-            monkeypatch.setattr(vouch.sys, "executable", "/bin/false")
+        here: list[tuple[int, int]] = []
+        original = vouch.check_range
+
+        def counted(read: Any, json_run: Any, lo: int, hi: int, *, batch: int) -> Any:
+            here.append((lo, hi))
+            return original(read, json_run, lo, hi, batch=batch)
+
+        with _checks(monkeypatch, workers=True):
+            monkeypatch.setattr(vouch.sys, "executable", python)
+            monkeypatch.setattr(ledger_sqlite, "check_range", counted)
             report = ledger.verify()
-        assert len(seen) == 4  # every range was offered to a worker, and checked here instead
+        spans = [(0, 3), (3, 6), (6, 9), (9, 10)]  # up to the break at least, in any order (two threads)
+        assert set(spans[:3]) <= set(here) <= set(spans) and len(here) == len(set(here))
         assert report.problem is not None and (report.problem.kind, report.problem.seq) == ("edited", 8)
+        with _checks(monkeypatch, workers=True):
+            monkeypatch.setattr(vouch.sys, "executable", python)
+            assert ledger.verify() == report  # nothing was left behind by the workers that failed
