@@ -182,11 +182,18 @@ class Ledger(ABC):
             q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, h))
         return from_columns({**cols, "seq": seq, "prev_hash": prev, "row_hash": h})
 
-    def append_many(self, evs: Sequence[LedgerEvent], *, durable: bool = False) -> int:
+    def append_many(self, evs: Sequence[LedgerEvent], *, durable: bool = False,
+                    at: Sequence[str] | None = None) -> int:
         """Add rows in order in one transaction (one commit, one head update): group commit for
-        callers that hold several events at once. All or none are added; returns the new head's seq."""
-        ts = now()  # rows committed together are stamped together
-        stamped = [to_values(ev, event_id=i, ts=ts) for ev, i in zip(evs, new_event_ids(len(evs)), strict=True)]
+        callers that hold several events at once. All or none are added; returns the new head's seq.
+
+        ``at``: when each event happened (``ts`` form, see ``checkpoints.columns.now``), for
+        events held before this commit; by default every row is stamped now."""
+        if at is not None and len(at) != len(evs):
+            raise ValueError(f"append_many: {len(evs)} events but {len(at)} instants in at=")
+        stamps = at if at is not None else [now()] * len(evs)
+        stamped = [to_values(ev, event_id=i, ts=ts)
+                   for ev, i, ts in zip(evs, new_event_ids(len(evs)), stamps, strict=True)]
         with self._write(durable=durable) as q:
             seq, prev = self._lock_head(q)
             if not stamped:

@@ -24,7 +24,7 @@ from tether.graphs.envelope import Enveloped, envelope
 from tether.graphs.faults import fault_point
 from tether.graphs.guard_nodes import GuardNodes
 from tether.graphs.messages import tool_reply
-from tether.graphs.state import Escalated, Halt, Proposal, WorkflowState
+from tether.graphs.state import Escalated, Halt, HaltView, Proposal, WorkflowState
 from tether.guards.decisions import Deny, Escalate, EscalationAction, RequireApproval
 from tether.guards.screen import InjectionScreen
 from tether.retrieval.knowledge import Evidence
@@ -240,5 +240,5 @@ class ActNode(GuardNodes):
                 code="tool_failed", message=f"{spec.name} failed: {type(exc).__name__}: {str(exc)[:200]}"
             ) from None
 
-    def _after_act(self, state: WorkflowState) -> str:
+    def _after_act(self, state: HaltView) -> str:
         return "escalate" if state.get("halt") else "reasoning"

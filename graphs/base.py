@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from tether.checkpoints.ledger import Ledger, LedgerEvent
 from tether.graphs.fallback import Candidate, ModelFailure
 from tether.graphs.routing import CentroidRouter
+from tether.graphs.rows import held_rows
 from tether.graphs.state import Halt, Proposal, WorkflowState
 from tether.graphs.tracing import observe
 from tether.guards.budgets import BudgetExceeded, Usage
@@ -38,25 +37,6 @@ CLOSINGS: Mapping[EscalationAction, str] = {
     EscalationAction.ASK_USER: "I need more information from you to continue.",
 }
 """Default closing replies, one per escalation action (``Workflow.closings`` overrides them)."""
-
-
-_PENDING: ContextVar[list[LedgerEvent] | None] = ContextVar("tether_pending_rows", default=None)
-
-
-@contextmanager
-def grouped_rows(ledger: Ledger) -> Iterator[None]:
-    """Hold the ledger rows a node appends and commit them together when it ends (group commit).
-
-    A crash mid-node loses only rows of a step that LangGraph runs again from its checkpoint; rows
-    of writes are never held (``NodeBase._event``)."""
-    token = _PENDING.set([])
-    try:
-        yield
-    finally:
-        held = _PENDING.get() or []
-        _PENDING.reset(token)
-        if held:
-            ledger.append_many(held)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -164,9 +144,9 @@ class NodeBase:
                immediate: bool = False, **fields: Any) -> None:
         """Append one ledger row; fields the policy marks sensitive are redacted first.
 
-        Inside ``grouped_rows`` (every timed node) a row is held and committed with the node's
-        other rows when the node ends, unless it is ``immediate`` (what a write did: committed at
-        once) or ``durable`` (a write's intent: on disk before this returns, with the rows held)."""
+        Inside a node a row is held and committed with the node's (or the run's) other rows
+        (``graphs.rows``), unless it is ``immediate`` (what a write did: committed at once) or
+        ``durable`` (a write's intent: on disk before this returns, with the rows held)."""
         tool = fields.get("tool")
         if tool and self.policy.tools.get(tool) is not None:
             for key in ("args", "result", "error", "detail"):
@@ -182,12 +162,11 @@ class NodeBase:
             spend_usd=state.get("usage", Usage()).spend_usd,
             **fields,
         )
-        pending = _PENDING.get()
+        pending = held_rows()
         if pending is not None and not (durable or immediate):
-            pending.append(ev)
+            pending.hold(ev)
         elif pending:  # rows held so far go first, in one commit with this one
-            self.ledger.append_many([*pending, ev], durable=durable)
-            pending.clear()
+            pending.commit(self.ledger, ev, durable=durable)
         else:
             self.ledger.append_many([ev], durable=durable)  # the stored row is not needed here
         observe(config, ev)  # labels the traced runs that wrote it (no-op without tracing)

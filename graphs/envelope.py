@@ -50,23 +50,27 @@ def _leaves(data: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield path, data
 
 
-def _declared(path: str, fields: tuple[str, ...]) -> bool:
-    """``comments.0.text`` is declared by ``comments.text`` (list indices are skipped)."""
-    bare = ".".join(p for p in path.split(".") if not p.isdigit())
-    return any(bare == f or bare.startswith(f + ".") for f in fields)
+def _prefixes(path: str) -> frozenset[str]:
+    """``comments.0.text`` -> ``{comments, comments.text}``: the field paths (list indices
+    skipped) a declaration may name to cover it."""
+    parts = [p for p in path.split(".") if not p.isdigit()]
+    return frozenset(".".join(parts[: i + 1]) for i in range(len(parts)))
 
 
 def _untrusted(leaves: list[tuple[str, Any]], outputs: OutputsSection | None, *, external: bool) -> list[str]:
     out = []
+    content, structural, secret = (frozenset(outputs.content), frozenset(outputs.structural),
+                                   frozenset(outputs.secret)) if outputs is not None else ((), (), ())
     for path, value in leaves:
         if not isinstance(value, str) or not value.strip():
             continue
         if outputs is None:
             if external or len(value) > 40 or " " in value.strip():
                 out.append(path)
-        elif _declared(path, outputs.content) or (
-            not _declared(path, outputs.structural) and not _declared(path, outputs.secret)
-            and " " in value.strip()
+            continue
+        covers = _prefixes(path)
+        if not covers.isdisjoint(content) or (
+            covers.isdisjoint(structural) and covers.isdisjoint(secret) and " " in value.strip()
         ):
             out.append(path)
     return out

@@ -23,7 +23,16 @@ from tether.errors import ApprovalError, DecisionConflict, ToolError
 from tether.graphs.base import NodeBase
 from tether.graphs.faults import fault_point
 from tether.graphs.messages import DECISION_STATUS, action_id, dumps, jsonable, parse_decision, tool_reply
-from tether.graphs.state import ApprovalRequest, Approve, Edit, Halt, Proposal, Reject, WorkflowState
+from tether.graphs.state import (
+    ApprovalRequest,
+    Approve,
+    CheckedView,
+    Edit,
+    Halt,
+    Proposal,
+    Reject,
+    WorkflowState,
+)
 from tether.guards.budgets import Usage
 from tether.guards.context import PriorAction
 from tether.guards.decisions import Allow, Deny, Escalate, RequireApproval
@@ -273,7 +282,7 @@ class GuardNodes(NodeBase):
             ttl_seconds=self.policy.spec.agent.approval_ttl_seconds, workflow=self.ref,
         )
 
-    def _after_check(self, state: WorkflowState) -> str:
+    def _after_check(self, state: CheckedView) -> str:
         if state.get("halt"):
             return "escalate"
         props = state.get("proposals", [])

@@ -45,6 +45,10 @@ __all__ = ["PendingApproval", "RunResult", "Session"]
 Decision = Approve | Reject | Edit
 
 
+_INTERRUPT = "__interrupt__"
+"""Where ``invoke`` returns the interrupts a run paused at, next to its values."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunResult:
     """Where a thread stands after a call: finished (with an outcome) or waiting for a human."""
@@ -193,15 +197,28 @@ class Session:
         ``designated``: ids of documents the user points the run at (a ticket, a page); what
         they say may vouch for argument values under ``from: [designated]``.
         """
-        self.app.invoke(self._start(text, thread_id, subject, designated), self._invocation(thread_id),
-                        durability="sync")
-        return self.result(thread_id)
+        return self._invoke(self._start(text, thread_id, subject, designated), thread_id)
+
+    def _invoke(self, inp: Any, thread_id: str, run_id: str | None = None) -> RunResult:
+        """Run the graph; the result comes from what it returned (its final values and the
+        interrupts it paused at), so no checkpoint is read back."""
+        try:
+            out = self.app.invoke(inp, self._invocation(thread_id, run_id), durability="sync")
+        finally:  # rows a run stopped between nodes still holds (see ``Workflow.flush_rows``)
+            self.workflow.flush_rows(thread_id)
+        values: dict[str, Any] = out if isinstance(out, dict) else {}
+        waiting = tuple(i.value for i in values.get(_INTERRUPT, ()) if isinstance(i.value, ApprovalRequest))
+        return RunResult(thread_id=thread_id, outcome=None if waiting else values.get("outcome"),
+                         waiting_for=waiting, route=values.get("route"))
 
     def stream(self, text: str, *, thread_id: str, subject: Subject | str | None = None,
                designated: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         """Like ``run``, yielding each node's update as it happens."""
         start = self._start(text, thread_id, subject, designated)
-        yield from self.app.stream(start, self._invocation(thread_id), stream_mode="updates", durability="sync")
+        try:
+            yield from self.app.stream(start, self._invocation(thread_id), stream_mode="updates", durability="sync")
+        finally:
+            self.workflow.flush_rows(thread_id)
 
     def waiting(self, thread_id: str) -> tuple[ApprovalRequest, ...]:
         return _waiting(self.app.get_state(self.config(thread_id)))
@@ -278,7 +295,7 @@ class Session:
         waiting = _waiting(snap)
         if not waiting:
             if snap.tasks:  # interrupted by a crash, not by a human: continue from the last checkpoint
-                self.app.invoke(None, self._invocation(thread_id, snap.values.get("run_id")), durability="sync")
+                return self._invoke(None, thread_id, snap.values.get("run_id"))
             return self.result(thread_id)
         appr = self.ledger.approval(waiting[0].approval_id)
         if appr.status == "pending" or appr.decision is None:
@@ -289,9 +306,7 @@ class Session:
             decision: Decision = Reject(approver="system", reason="expired")
         else:
             decision = parse_decision(appr.decision)
-        self.app.invoke(Command(resume=decision), self._invocation(thread_id, snap.values.get("run_id")),
-                        durability="sync")
-        return self.result(thread_id)
+        return self._invoke(Command(resume=decision), thread_id, snap.values.get("run_id"))
 
 
 def _waiting(snap: StateSnapshot) -> tuple[ApprovalRequest, ...]:

@@ -26,12 +26,15 @@ __all__ = [
     "SERDE_ALLOWLIST",
     "ApprovalRequest",
     "Approve",
+    "CheckedView",
     "Edit",
     "Escalated",
+    "HaltView",
     "HumanDecision",
     "Memory",
     "Outcome",
     "Proposal",
+    "ReasonedView",
     "Reject",
     "Resolved",
     "TurnSummary",
@@ -243,6 +246,25 @@ class WorkflowState(TypedDict, total=False):
     """Every proposal of the current run that reached a final status, with its result."""
     outcome: Resolved | Escalated | None
     memory: Memory
+
+
+class HaltView(TypedDict, total=False):
+    """What a conditional edge after ``router`` or ``act`` reads: LangGraph hands an edge only
+    the channels its annotation names, so routing does not copy the whole state."""
+
+    halt: Halt | None
+
+
+class ReasonedView(HaltView, total=False):
+    """What the edge after ``reasoning`` reads."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class CheckedView(HaltView, total=False):
+    """What the edges after ``policy_check`` and ``human_interrupt`` read."""
+
+    proposals: list[Proposal]
 
 
 _REDUCED = frozenset(k for k, hint in get_type_hints(WorkflowState, include_extras=True).items()

@@ -40,15 +40,18 @@ from langgraph.graph.state import CompiledStateGraph
 
 from tether.errors import PolicyFileError, WorkflowError
 from tether.graphs.act_node import ActNode
-from tether.graphs.base import CLOSINGS, Route, grouped_rows
+from tether.graphs.base import CLOSINGS, Route
 from tether.graphs.envelope import ENVELOPE_NOTICE
 from tether.graphs.fallback import CallOutcome, call_with_fallback
 from tether.graphs.messages import checkpoint_safe, route_tool, tool_reply
 from tether.graphs.routing import RoutingDecision
+from tether.graphs.rows import flush_carried, grouped_rows
 from tether.graphs.state import (
     Escalated,
     Halt,
+    HaltView,
     Memory,
+    ReasonedView,
     Resolved,
     TurnSummary,
     WorkflowState,
@@ -135,7 +138,9 @@ class Workflow(ActNode):
                                     f"and name unknown routes {unknown}")
 
     def close(self) -> None:
-        """Close what the workflow holds open (the limits store, and resources with ``close()``)."""
+        """Commit rows still held, and close what the workflow holds open (the limits store, and
+        resources with ``close()``)."""
+        self.flush_rows()
         if self.limits is not None:
             self.limits.close()
         close = getattr(self.resources, "close", None)
@@ -146,8 +151,9 @@ class Workflow(ActNode):
         g: StateGraph[WorkflowState] = StateGraph(RoutedState)  # type: ignore[arg-type]
         nodes: dict[str, Any] = {  # every node reads the whole state (RoutedState, not only its annotation)
             "router": self._timed(self._router), "reasoning": self._timed(self._reasoning),
-            "policy_check": self._timed(self._policy_check), "human_interrupt": self._human_interrupt,
-            "act": self._timed(self._act), "escalate": self._escalate, "respond": self._respond,
+            "policy_check": self._timed(self._policy_check), "human_interrupt": self._grouped(self._human_interrupt),
+            "act": self._timed(self._act), "escalate": self._grouped(self._escalate, final=True),
+            "respond": self._grouped(self._respond, final=True),
         }
         for name, fn in nodes.items():
             g.add_node(name, fn, input_schema=RoutedState)
@@ -172,7 +178,7 @@ class Workflow(ActNode):
 
         def node(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
             t0 = time.perf_counter()
-            with grouped_rows(self.ledger):
+            with grouped_rows(self.ledger, config):
                 out = fn(state, config)
             usage = out.get("usage", state.get("usage", Usage()))
             out["usage"] = usage.add(seconds=time.perf_counter() - t0)
@@ -180,6 +186,24 @@ class Workflow(ActNode):
 
         node.__name__ = fn.__name__.lstrip("_")
         return node
+
+    def _grouped(self, fn: Callable[[WorkflowState, RunnableConfig], dict[str, Any]], *, final: bool = False) -> Any:
+        """Wrap an untimed node so its ledger rows are grouped like a timed node's (``final``:
+        the run ends with it; pausing in it commits what is held, too)."""
+
+        def node(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
+            with grouped_rows(self.ledger, config, final=final):
+                return fn(state, config)
+
+        node.__name__ = fn.__name__.lstrip("_")
+        return node
+
+    def flush_rows(self, thread_id: str | None = None) -> None:
+        """Commit ledger rows still held for a run that stopped between nodes (an error raised
+        by LangGraph itself, such as its recursion limit) on ``thread_id`` (every thread: ``None``).
+        Runs without durable checkpoints hold their rows until they end; ``Session`` calls this
+        after every invocation, ``close()`` for every thread."""
+        flush_carried(self.ledger, thread_id)
 
     # ------------------------------------------------------------------ router and memory
 
@@ -292,7 +316,7 @@ class Workflow(ActNode):
         )
         return memory, [RemoveMessage(id=m.id) for m in older if m.id]
 
-    def _after_router(self, state: WorkflowState) -> str:
+    def _after_router(self, state: HaltView) -> str:
         return "escalate" if state.get("halt") else "reasoning"
 
     # ------------------------------------------------------------------ reasoning
@@ -328,7 +352,7 @@ class Workflow(ActNode):
         return Halt(rule_id="model.error", reason=f"the {role} model failed: {why}"[:300],
                     action=self.policy.escalation.on_tool_error_retries_exhausted)
 
-    def _after_reasoning(self, state: WorkflowState) -> str:
+    def _after_reasoning(self, state: ReasonedView) -> str:
         if state.get("halt"):
             return "escalate"
         last = state["messages"][-1]
