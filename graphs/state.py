@@ -249,20 +249,20 @@ class WorkflowState(TypedDict, total=False):
 
 
 class HaltView(TypedDict, total=False):
-    """What a conditional edge after ``router`` or ``act`` reads: LangGraph hands an edge only
-    the channels its annotation names, so routing does not copy the whole state."""
+    """What the routing after ``router`` or ``act`` reads (each node names the node after it
+    from these keys of the state its update leaves, not from the whole state)."""
 
     halt: Halt | None
 
 
 class ReasonedView(HaltView, total=False):
-    """What the edge after ``reasoning`` reads."""
+    """What the routing after ``reasoning`` reads (the last message is enough)."""
 
     messages: Annotated[list[AnyMessage], add_messages]
 
 
 class CheckedView(HaltView, total=False):
-    """What the edges after ``policy_check`` and ``human_interrupt`` read."""
+    """What the routing after ``policy_check`` and ``human_interrupt`` reads."""
 
     proposals: list[Proposal]
 

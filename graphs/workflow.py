@@ -37,6 +37,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 
 from tether.errors import PolicyFileError, WorkflowError
 from tether.graphs.act_node import ActNode
@@ -77,6 +78,27 @@ class RoutedState(WorkflowState, total=False):
 
     reasoning_model: str
     """Pinned id of the model that reasons about the current run (``model_id`` or ``cheap_model_id``)."""
+
+
+def _routed(fn: Callable[[WorkflowState, RunnableConfig], dict[str, Any]],
+            after: Callable[[Any], str]) -> Callable[[WorkflowState, RunnableConfig], Command[str]]:
+    """A node that names the node after it (``Command(goto=...)``), decided by ``after`` on the
+    state as the node's update leaves it: routing then costs LangGraph no copy of the state, as
+    a conditional edge would."""
+
+    def node(state: WorkflowState, config: RunnableConfig) -> Command[str]:
+        out = fn(state, config)
+        return Command(update=out, goto=after(_as_updated(state, out)))
+
+    node.__name__ = getattr(fn, "__name__", "node")
+    return node
+
+
+def _as_updated(state: WorkflowState, out: dict[str, Any]) -> dict[str, Any]:
+    """What routing reads (``halt``, ``proposals``, the last message), with ``out`` applied."""
+    added = [m for m in out.get("messages") or () if not isinstance(m, RemoveMessage)]
+    return {"halt": out.get("halt", state.get("halt")), "proposals": out.get("proposals", state.get("proposals", [])),
+            "messages": added[-1:] or state.get("messages", [])[-1:]}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,21 +171,22 @@ class Workflow(ActNode):
 
     def graph(self) -> StateGraph[WorkflowState]:
         g: StateGraph[WorkflowState] = StateGraph(RoutedState)  # type: ignore[arg-type]
-        nodes: dict[str, Any] = {  # every node reads the whole state (RoutedState, not only its annotation)
-            "router": self._timed(self._router), "reasoning": self._timed(self._reasoning),
-            "policy_check": self._timed(self._policy_check), "human_interrupt": self._grouped(self._human_interrupt),
-            "act": self._timed(self._act), "escalate": self._grouped(self._escalate, final=True),
-            "respond": self._grouped(self._respond, final=True),
+        after_check = ("human_interrupt", "act", "reasoning", "escalate")
+        routed: dict[str, tuple[Any, Callable[[Any], str], tuple[str, ...]]] = {
+            "router": (self._timed(self._router), self._after_router, ("reasoning", "escalate")),
+            "reasoning": (self._timed(self._reasoning), self._after_reasoning, ("policy_check", "respond", "escalate")),
+            "policy_check": (self._timed(self._policy_check), self._after_check, after_check),
+            "human_interrupt": (self._grouped(self._human_interrupt), self._after_check, after_check),
+            "act": (self._timed(self._act), self._after_act, ("reasoning", "escalate")),
         }
-        for name, fn in nodes.items():
-            g.add_node(name, fn, input_schema=RoutedState)
-        after_check = ["human_interrupt", "act", "reasoning", "escalate"]
+        # every node reads the whole state (RoutedState, not only its annotation) and names the
+        # node that follows it (``destinations`` draws those edges in Studio)
+        for name, (fn, after, ends) in routed.items():
+            node: Any = _routed(fn, after)
+            g.add_node(name, node, input_schema=RoutedState, destinations=ends)
+        g.add_node("escalate", self._grouped(self._escalate, final=True), input_schema=RoutedState)
+        g.add_node("respond", self._grouped(self._respond, final=True), input_schema=RoutedState)
         g.add_edge(START, "router")
-        g.add_conditional_edges("router", self._after_router, ["reasoning", "escalate"])
-        g.add_conditional_edges("reasoning", self._after_reasoning, ["policy_check", "respond", "escalate"])
-        g.add_conditional_edges("policy_check", self._after_check, after_check)
-        g.add_conditional_edges("human_interrupt", self._after_check, after_check)
-        g.add_conditional_edges("act", self._after_act, ["reasoning", "escalate"])
         g.add_edge("escalate", END)
         g.add_edge("respond", END)
         return g
