@@ -26,22 +26,20 @@ Kinds:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import fnmatch
 import hashlib
-import json
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tether.errors import ConfigError, ToolError
+from tether.evals.fault_results import Altered, age_evidence, append_text, damage, default_fields, json_of
 from tether.graphs.workflow import Workflow
 from tether.retrieval.knowledge import Evidence
 from tether.tools.base import ToolContext, Toolset, ToolSpec
@@ -190,118 +188,14 @@ def _fires(rate: float, *parts: object) -> bool:
     return random.Random(int.from_bytes(digest[:8], "big")).random() < rate
 
 
-class _Altered:
-    """A tool result with fields removed or nulled: ``model_dump`` gives the altered data."""
-
-    __slots__ = ("_data", "_json", "_original")
-
-    def __init__(self, original: BaseModel, data: dict[str, Any], json_data: dict[str, Any]) -> None:
-        self._original, self._data, self._json = original, data, json_data
-
-    def model_dump(self, *, mode: str = "python", **_: Any) -> dict[str, Any]:
-        out: dict[str, Any] = copy.deepcopy(self._json) if mode == "json" else _plain(self._data)
-        return out
-
-    def __getattr__(self, name: str) -> Any:
-        if name in type(self._original).model_fields:
-            if name not in self._data:
-                raise AttributeError(f"{name} is missing from this result")
-            value = self._data[name]
-            if name == "evidence" and isinstance(value, list):  # damaged passages: citable if still valid
-                return [e for e in (_passage(v) for v in value) if e is not None]
-            return value
-        return getattr(self._original, name)
-
-
-def _passage(value: Any) -> Evidence | None:
-    if isinstance(value, Evidence):
-        return value
-    if not isinstance(value, dict):
-        return None
-    try:
-        return Evidence.model_validate(value)
-    except ValueError:
-        return None
-
-
-def _edit(data: Any, path: list[str], remove: bool) -> bool:
-    """Remove / null ``path`` in ``data`` (lists: in every element); True if anything changed."""
-    if isinstance(data, list):
-        return any([_edit(item, path, remove) for item in data])
-    if not isinstance(data, dict) or path[0] not in data:
-        return False
-    if len(path) > 1:
-        return _edit(data[path[0]], path[1:], remove)
-    if remove:
-        del data[path[0]]
-    else:
-        data[path[0]] = None
-    return True
-
-
-def _json_of(data: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(json.dumps(data, default=str))
-    return out
-
-
-def _default_fields(model: type[BaseModel]) -> tuple[str, ...]:
-    """The result fields a caller must already cope with lacking: those with defaults."""
-    return tuple(n for n, f in model.model_fields.items() if not f.is_required())
-
-
 def _applies(f: FaultSpec, spec: ToolSpec[Any, Any]) -> bool:
     if f.kind == "contradict" or not fnmatch.fnmatchcase(spec.name, f.tool):
         return False
     if f.kind == "stale_documents":
         return spec.yields_evidence
     if f.kind in ("missing_fields", "null_fields") and f.fields is None:
-        return bool(_default_fields(spec.result_model))
+        return bool(default_fields(spec.result_model))
     return True
-
-
-def _damage(result: BaseModel | _Altered, fields: tuple[str, ...], *, remove: bool) -> _Altered:
-    """``result`` with ``fields`` removed / nulled (an already damaged result is damaged further)."""
-    if isinstance(result, _Altered):
-        original, py, js = result._original, dict(result._data), result.model_dump(mode="json")
-    else:  # attributes keep their models (evidence stays Evidence) unless a dotted path goes inside
-        original, py, js = result, {n: getattr(result, n) for n in type(result).model_fields}, \
-            result.model_dump(mode="json")
-    for f in fields:
-        path = f.split(".")
-        if len(path) > 1 and path[0] in py:
-            py[path[0]] = _plain(py[path[0]])
-        _edit(py, path, remove)
-        _edit(js, path, remove)
-    return _Altered(original, py, js)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return copy.deepcopy(value)
-
-
-def _append(data: Any, path: list[str], text: str) -> Any:
-    if isinstance(data, list):
-        return [_append(v, path, text) for v in data]
-    if isinstance(data, dict):
-        if not path:  # every string field except identifiers
-            return {k: v if k == "id" or k.endswith("_id") else _append(v, [], text) for k, v in data.items()}
-        return {k: _append(v, path[1:], text) if k == path[0] else v for k, v in data.items()}
-    if isinstance(data, str) and not path:
-        return f"{data} {text}"
-    return data
-
-
-def _stale(result: BaseModel, days: float) -> BaseModel:
-    when = (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="seconds")  # a full timestamp: cassettes normalise it
-    old = [e.model_copy(update={"updated_at": when}) if isinstance(e, Evidence) else e
-           for e in getattr(result, "evidence", None) or []]
-    return result.model_copy(update={"evidence": old})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -359,15 +253,15 @@ class _Plan:
     def _after(self, f: FaultSpec, call: int, result: Any) -> Any:
         name, model = self.spec.name, self.spec.result_model
         if f.kind in _DAMAGE:
-            fields = f.fields or _default_fields(model)  # non-empty: see _applies
+            fields = f.fields or default_fields(model)  # non-empty: see _applies
             self.log.record(FaultEvent(tool=name, kind=f.kind, call=call, detail=",".join(fields)))
-            return _damage(result, fields, remove=f.kind == "missing_fields")
+            return damage(result, fields, remove=f.kind == "missing_fields")
         if not isinstance(result, BaseModel):
             return result  # not a typed result: nothing to age or plant text in
         if f.kind == "stale_documents":
             days = f.max_age_days or 3650.0
             self.log.record(FaultEvent(tool=name, kind=f.kind, call=call, detail=f"{days:g} days"))
-            return _stale(result, days)
+            return age_evidence(result, days)
         assert f.kind == "inject" and f.text
         self.log.record(FaultEvent(tool=name, kind="inject", call=call, detail=f.text[:80]))
         if self.spec.yields_evidence:
@@ -376,11 +270,11 @@ class _Plan:
             return result.model_copy(update={"evidence": ev})
         data: Any = result.model_dump()
         for path in self.content or ("",):
-            data = _append(data, [p for p in path.split(".") if p], f.text)
+            data = append_text(data, [p for p in path.split(".") if p], f.text)
         try:
             return type(result).model_validate(data)
         except ValueError:  # a result model that refuses the longer text: hand over the data as is
-            return _Altered(result, data, _json_of(data))
+            return Altered(result, data, json_of(data))
 
 
 def _check(workflow: Workflow, profile: FaultProfile) -> None:
