@@ -279,7 +279,7 @@ class GuardNodes(NodeBase):
             thread_id=self._thread(config), run_id=state.get("run_id", "?"), tool_call_id=p.action_id,
             tool=p.tool, args=p.args, preview=preview, rule_id=decision.rule_id, reason=decision.reason,
             policy_version=self.policy.version, subject_id=subject.id if subject else None,
-            ttl_seconds=self.policy.spec.agent.approval_ttl_seconds, workflow=self.ref,
+            ttl_seconds=self.policy.approval_ttl_seconds, workflow=self.ref,
         )
 
     def _after_check(self, state: CheckedView) -> str:
@@ -368,7 +368,7 @@ class GuardNodes(NodeBase):
         if current.args_hash != args_hash(p.args):
             return Reject(approver="system", reason=f"{p.approval_id} was granted for other arguments")
         if current.expired() and current.status == "pending":
-            ttl = self.policy.spec.agent.approval_ttl_seconds
+            ttl = self.policy.approval_ttl_seconds
             age = (datetime.now(UTC) - datetime.fromisoformat(current.created_at)).total_seconds()
             limit = f", limit {ttl:g}s" if ttl is not None else ""
             return Reject(approver="system", reason=f"{p.approval_id} expired: {age:.0f}s after the request{limit}")

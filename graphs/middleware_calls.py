@@ -93,7 +93,7 @@ def _ask(mw: TetherMiddleware, run: dict[str, Any], spec: ToolSpec[Any, Any], ar
         thread_id=thread, run_id=str(run.get("run_id", "?")), tool_call_id=facts["idempotency_key"],
         tool=spec.name, args=args, preview=preview, rule_id=decision.rule_id, reason=decision.reason,
         policy_version=mw.policy.version, subject_id=None,
-        ttl_seconds=mw.policy.spec.agent.approval_ttl_seconds)
+        ttl_seconds=mw.policy.approval_ttl_seconds)
     base = {**facts, "approval_id": appr.approval_id}
     if first:
         mw._event(run, event="approval_requested", args=args, rule_id=decision.rule_id, detail=preview, **base)

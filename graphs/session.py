@@ -242,6 +242,10 @@ class Session:
 
     def check(self, approval_id: str, decision: Decision) -> Approval:
         """Everything ``decide`` verifies, without recording: raises ``ApprovalError`` if it cannot apply."""
+        return self._checked(approval_id, decision)[0]
+
+    def _checked(self, approval_id: str, decision: Decision) -> tuple[Approval, StateSnapshot]:
+        """``check``, returning the thread's snapshot it read too."""
         appr = self.ledger.approval(approval_id)
         if appr.status != "pending":
             recorded = parse_decision(appr.decision)
@@ -255,40 +259,42 @@ class Session:
         if appr.expired():
             raise ApprovalError(approval_id=approval_id, reason=f"expired at {appr.expires_at}; it can no "
                                 "longer be granted (the action will be rejected when the thread resumes)")
-        if approval_id not in {w.approval_id for w in self.waiting(appr.thread_id)}:
+        snap = self.app.get_state(self.config(appr.thread_id))
+        if approval_id not in {w.approval_id for w in _waiting(snap)}:
             raise ApprovalError(approval_id=approval_id, reason=f"thread {appr.thread_id} is not waiting for "
                                 f"it in {self._where()}; decide it where the thread runs (e.g. in Studio)")
         if isinstance(decision, Edit):
-            self._check_edit(appr, decision)
-        return appr
+            self._check_edit(appr, decision, snap)
+        return appr, snap
 
     def _where(self) -> str:
         saver = getattr(self.app, "checkpointer", None)
         return type(saver).__name__ if saver is not None else "this session"
 
-    def _check_edit(self, appr: Approval, edit: Edit) -> None:
-        snap = self.app.get_state(self.config(appr.thread_id))
+    def _check_edit(self, appr: Approval, edit: Edit, snap: StateSnapshot) -> None:
         values = snap.values or {}
         p = next(q for q in values.get("proposals", []) if q.approval_id == appr.approval_id)
         self.workflow.check_edit(values, self.config(appr.thread_id), p, edit)  # type: ignore[arg-type]
 
     def decide(self, approval_id: str, decision: Decision, *, resume: bool = True) -> RunResult:
         """Validate, record and (by default) apply a human decision; returns where the thread stands."""
-        appr = self.check(approval_id, decision)
+        appr, snap = self._checked(approval_id, decision)
         self.ledger.decide(approval_id, status=DECISION_STATUS[decision.kind], decided_by=decision.approver,
                            decision=decision.model_dump(mode="json"), durable=not resume)
         if not resume:
             return self.result(appr.thread_id)
         mark = self.ledger.commit_mark()
         try:  # an approved write's durable intent makes the decision durable too; else sync here
-            return self.resume(appr.thread_id)
+            return self._resume(appr.thread_id, snap)  # the snapshot the decision was checked against
         finally:
             self.ledger.sync(through=mark)
 
     def resume(self, thread_id: str) -> RunResult:
         """Continue a thread: apply the recorded decision to its pending approval, or, after a
         crash, carry on from the last checkpoint. A finished thread is left as it is."""
-        snap = self.app.get_state(self.config(thread_id))
+        return self._resume(thread_id, self.app.get_state(self.config(thread_id)))
+
+    def _resume(self, thread_id: str, snap: StateSnapshot) -> RunResult:
         if not snap.values and not snap.tasks:
             raise TetherError(f"no thread {thread_id!r} for workflow {self.workflow.name!r} in "
                               f"{self._where()}; check the id (tether ledger show)")

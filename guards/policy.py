@@ -201,6 +201,12 @@ class Policy:
         return self._spec.agent.max_tool_error_retries
 
     @property
+    def approval_ttl_seconds(self) -> float | None:
+        """How long an approval request can be granted (``agent.approval_ttl_seconds``), read
+        without copying the parsed file."""
+        return self._spec.agent.approval_ttl_seconds
+
+    @property
     def has_shadow(self) -> bool:
         """A candidate policy or at least one rule marked ``shadow: true``."""
         return self._has_shadow
