@@ -144,7 +144,7 @@ class Ledger(ABC):
     def _write(self, *, durable: bool) -> AbstractContextManager[Query]:
         """A write transaction; ``durable`` ones are on disk (not only in the OS) when they commit.
 
-        The default suits backends whose every commit is durable (PostgreSQL); SQLite overrides it."""
+        The default suits backends whose every commit is durable; SQLite and PostgreSQL override it."""
         return self._tx()
 
     def sync(self, *, through: int | None = None) -> None:

@@ -4,6 +4,12 @@ Appends are serialized by ``SELECT ... FOR UPDATE`` on the single ``ledger_head`
 concurrent writers from many processes each link to the true head and take the next
 ``seq`` (no sequence object: a rolled-back append leaves no gap). Migrations run under a
 transaction-scoped advisory lock so several processes may open a fresh database at once.
+
+A row that need not be durable at once (``_write(durable=False)``: routing, decisions, reads,
+a write's completion) commits with ``synchronous_commit`` off for its transaction: the server
+has it (a crash of this process loses nothing) and writes it to disk with its log, within
+``wal_writer_delay``; a durable commit (a write's intent, a human decision, ``sync()``) waits
+for the flush, which covers every earlier commit, since the log is written in order.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ class PostgresLedger(Ledger):
     def __init__(self, conn: Any, *, url: str) -> None:
         self._conn = conn
         self._lock = threading.RLock()
+        self._commits = 0
+        self._durable_at = 0
+        """``_commits`` when the last durable ledger write of this connection committed."""
         self.url = url
         with self._tx() as q:
             q("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
@@ -92,6 +101,27 @@ class PostgresLedger(Ledger):
     def _tx(self) -> Iterator[Query]:
         with self._lock, self._conn.transaction():
             yield self._run
+
+    @contextmanager
+    def _write(self, *, durable: bool) -> Iterator[Query]:
+        with self._lock:
+            with self._tx() as q:
+                if not durable:  # this transaction only: the connection's default stays durable
+                    q("SET LOCAL synchronous_commit TO OFF")
+                yield q
+            self._commits += 1
+            if durable:
+                self._durable_at = self._commits
+
+    def commit_mark(self) -> int:
+        return self._commits
+
+    def sync(self, *, through: int | None = None) -> None:
+        with self._lock:
+            if self._durable_at >= (self._commits if through is None else through):
+                return
+            with self._write(durable=True) as q:  # a durable commit flushes the log through every commit
+                q("UPDATE ledger_head SET seq=seq WHERE id=1")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tether.checkpoints.ledger import Ledger, LedgerEvent
+from tether.checkpoints.ledger_postgres import PostgresLedger
 
 
 def ev(i: int, thread: str = "T") -> LedgerEvent:
@@ -75,4 +76,37 @@ def test_sync_after_a_durable_commit_is_free(ledger: Ledger) -> None:
     ledger.append(ev(2))
     ledger.sync()  # a commit after the last durable one: one more (durable) commit on SQLite
     assert ledger.commit_mark() in (commits, commits + 2)
+    assert ledger.verify().ok
+
+
+def _setting(ledger: Ledger, q: Any) -> str:
+    if isinstance(ledger, PostgresLedger):
+        return str(q("SELECT current_setting('synchronous_commit') AS v")[0][0]["v"])
+    return {1: "off", 2: "on", 3: "on"}[q("PRAGMA synchronous")[0][0]["synchronous"]]  # NORMAL, FULL, EXTRA
+
+
+def test_only_durable_writes_wait_for_the_disk(ledger: Ledger) -> None:
+    """A row that need not be durable commits without waiting for the log's flush (SQLite
+    ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit`` off for that transaction); a
+    durable one waits, and the connection goes back to its default after either."""
+    with ledger._write(durable=False) as q:
+        assert _setting(ledger, q) == "off"
+        q("UPDATE ledger_head SET seq=seq WHERE id=1")
+    with ledger._write(durable=True) as q:
+        assert _setting(ledger, q) == "on"
+    with ledger._tx() as q:  # approvals, queue and migrations keep the connection's default
+        expected = "on" if isinstance(ledger, PostgresLedger) else "off"
+        assert _setting(ledger, q) == expected
+
+
+def test_sync_makes_a_non_durable_commit_durable_once(ledger: Ledger) -> None:
+    ledger.append(ev(0))
+    mark = ledger.commit_mark()
+    assert mark > 0
+    ledger.sync(through=mark)
+    after = ledger.commit_mark()
+    assert after == mark + 1  # one durable commit
+    ledger.sync(through=mark)
+    ledger.sync()
+    assert ledger.commit_mark() == after  # nothing since the durable one: free
     assert ledger.verify().ok
