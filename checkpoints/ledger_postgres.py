@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tether.checkpoints.chain import GENESIS
-from tether.checkpoints.ledger import Ledger, Query
+from tether.checkpoints.ledger import _INSERT, Ledger, Query
 from tether.checkpoints.migrations import migrate
 from tether.checkpoints.row_text import pg_text_sql
 from tether.checkpoints.vouch import Range, in_order, ranges, vouched
@@ -30,6 +30,10 @@ from tether.errors import LedgerError, MissingExtra
 __all__ = ["PostgresLedger", "redact"]
 
 _MIGRATION_LOCK = 0x7E7E_1ED6  # pg_advisory_xact_lock key for schema migrations
+_ROW = _INSERT[_INSERT.index("VALUES ") + len("VALUES "):]
+"""One row's placeholders in the insert statement."""
+_ROWS_PER_INSERT = 1000
+"""Rows one ``INSERT`` carries (PostgreSQL takes at most 65,535 parameters a statement)."""
 
 
 _CHECK_BATCH = 20_000
@@ -63,6 +67,8 @@ class PostgresLedger(Ledger):
         self._conn = conn
         self._lock = threading.RLock()
         self._commits = 0
+        self._relaxed = False
+        """The open write transaction need not wait for the log's flush when it commits."""
         self._durable_at = 0
         """``_commits`` when the last durable ledger write of this connection committed."""
         self.url = url
@@ -106,9 +112,13 @@ class PostgresLedger(Ledger):
     def _write(self, *, durable: bool) -> Iterator[Query]:
         with self._lock:
             with self._tx() as q:
-                if not durable:  # this transaction only: the connection's default stays durable
-                    q("SET LOCAL synchronous_commit TO OFF")
-                yield q
+                self._relaxed = not durable  # this transaction only: the connection's default stays durable
+                try:
+                    yield q
+                    if self._relaxed:  # no head lock took it along (see ``_lock_head``)
+                        q("SET LOCAL synchronous_commit TO OFF")
+                finally:
+                    self._relaxed = False
             self._commits += 1
             if durable:
                 self._durable_at = self._commits
@@ -140,8 +150,17 @@ class PostgresLedger(Ledger):
                 raise LedgerError(url=redact(self.url), reason=f"{type(exc).__name__}: {exc}") from None
 
     def _lock_head(self, q: Query) -> tuple[int, str]:
-        rows, _ = q("SELECT seq, row_hash FROM ledger_head WHERE id=1 FOR UPDATE")
+        relax = ", set_config('synchronous_commit', 'off', true)" if self._relaxed else ""
+        rows, _ = q(f"SELECT seq, row_hash{relax} FROM ledger_head WHERE id=1 FOR UPDATE")  # one round trip
+        self._relaxed = False
         return (int(rows[0]["seq"]), str(rows[0]["row_hash"])) if rows else (0, GENESIS)
+
+    def _insert_many(self, q: Query, params: list[tuple[Any, ...]]) -> None:
+        """Rows in as few statements (and round trips) as the parameter limit allows."""
+        for i in range(0, len(params), _ROWS_PER_INSERT):
+            batch = params[i:i + _ROWS_PER_INSERT]
+            sql = _INSERT[: _INSERT.index("VALUES ") + len("VALUES ")] + ", ".join([_ROW] * len(batch))
+            q(sql, [v for row in batch for v in row])
 
     def _verify_rows(self, upto: int) -> Iterator[Sequence[Any]]:
         """Rows the server vouches for come back as ``Checked`` runs (``tether.checkpoints.vouch``);
