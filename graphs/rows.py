@@ -6,8 +6,9 @@ Rows are held in memory and committed together, in one transaction:
   PostgreSQL database): a crash can then lose only rows of a step that LangGraph runs again from
   its last checkpoint;
 - at the end of the run, when they do not (no checkpointer, or an in-memory one): a crash loses
-  the run itself, so rows of earlier steps are carried from node to node and committed when the
-  run responds, escalates, pauses for a human, or a node fails;
+  the run itself, so the rows of a run (after the router's, which start it and are committed
+  at once) are carried from node to node and committed when the run responds, escalates,
+  pauses for a human, or a node fails;
 - at once, with every row held before them, for what a write does: a write's intent is
   committed (and synced) before its side effect, with the decision rows that admitted it.
 """
@@ -48,7 +49,7 @@ _PENDING: ContextVar[Held | None] = ContextVar("tether_pending_rows", default=No
 _CHECKPOINTER = "__pregel_checkpointer"
 """Where LangGraph puts the run's checkpointer in a task's configuration."""
 
-_CARRIED: weakref.WeakKeyDictionary[Ledger, dict[str, Held]] = weakref.WeakKeyDictionary()
+_CARRIED: weakref.WeakKeyDictionary[Ledger, dict[tuple[str, str], Held]] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
@@ -66,29 +67,39 @@ def _thread(config: RunnableConfig) -> str:
     return str(config.get("configurable", {}).get("thread_id", "default"))
 
 
-def _carried(ledger: Ledger, config: RunnableConfig) -> Held | None:
-    """The rows carried between the nodes of this run (``None``: its checkpoints are durable)."""
-    if not _volatile(config):
+_Key = tuple[str, str]
+"""Carried rows belong to one run: (thread id, run id). Runs without a checkpointer may share
+a thread id (or have none), so the thread alone would mix concurrent runs."""
+
+
+def _carried(ledger: Ledger, key: _Key | None) -> Held | None:
+    """The rows carried between the nodes of run ``key`` (``None``: nothing is carried)."""
+    if key is None:
         return None
     with _LOCK:
-        return _CARRIED.setdefault(ledger, {}).setdefault(_thread(config), Held())
+        return _CARRIED.setdefault(ledger, {}).setdefault(key, Held())
 
 
-def _commit(ledger: Ledger, rows: Held, thread: str | None) -> None:
+def _commit(ledger: Ledger, rows: Held, key: _Key | None) -> None:
     """Commit ``rows`` (all or none) and empty the list; a carried list is then forgotten."""
     rows.commit(ledger)
-    if thread is not None:
+    if key is not None:
         with _LOCK:
-            threads = _CARRIED.get(ledger, {})
-            if threads.get(thread) is rows:
-                del threads[thread]
+            runs = _CARRIED.get(ledger, {})
+            if runs.get(key) is rows:
+                del runs[key]
 
 
 @contextmanager
-def grouped_rows(ledger: Ledger, config: RunnableConfig, *, final: bool = False) -> Iterator[None]:
+def grouped_rows(ledger: Ledger, config: RunnableConfig, *, run: str | None = None,
+                 final: bool = False) -> Iterator[None]:
     """Hold the rows appended inside, and commit them when the node ends (see the module's
-    docstring); ``final``: the run ends (or pauses) with this node, commit what was carried too."""
-    carried = _carried(ledger, config)
+    docstring). ``run``: the run the node belongs to, whose rows are carried on when its
+    checkpoints are not durable (``None``: commit at the end of this node, as the router does
+    while it starts a run); ``final``: the run ends (or pauses) with this node, commit what
+    was carried too."""
+    key = (_thread(config), run) if run is not None and _volatile(config) else None
+    carried = _carried(ledger, key)
     rows = carried if carried is not None else Held()
     token = _PENDING.set(rows)
     done = False
@@ -100,14 +111,14 @@ def grouped_rows(ledger: Ledger, config: RunnableConfig, *, final: bool = False)
         if carried is None:
             _commit(ledger, rows, None)
         elif final or not done:
-            _commit(ledger, rows, _thread(config))
+            _commit(ledger, rows, key)
 
 
 def flush_carried(ledger: Ledger, thread_id: str | None = None) -> None:
-    """Commit the rows carried for ``thread_id`` (every thread: ``None``): a run that stopped
-    between nodes (an error raised by LangGraph itself) leaves them behind."""
+    """Commit the rows carried for the runs of ``thread_id`` (every thread: ``None``): a run
+    that stopped between nodes (an error raised by LangGraph itself) leaves them behind."""
     with _LOCK:
-        threads = dict(_CARRIED.get(ledger, {}))
-    for thread, rows in threads.items():
-        if thread_id is None or thread == thread_id:
-            _commit(ledger, rows, thread)
+        runs = dict(_CARRIED.get(ledger, {}))
+    for key, rows in runs.items():
+        if thread_id is None or key[0] == thread_id:
+            _commit(ledger, rows, key)

@@ -173,7 +173,7 @@ class Workflow(ActNode):
         g: StateGraph[WorkflowState] = StateGraph(RoutedState)  # type: ignore[arg-type]
         after_check = ("human_interrupt", "act", "reasoning", "escalate")
         routed: dict[str, tuple[Any, Callable[[Any], str], tuple[str, ...]]] = {
-            "router": (self._timed(self._router), self._after_router, ("reasoning", "escalate")),
+            "router": (self._timed(self._router, starts_run=True), self._after_router, ("reasoning", "escalate")),
             "reasoning": (self._timed(self._reasoning), self._after_reasoning, ("policy_check", "respond", "escalate")),
             "policy_check": (self._timed(self._policy_check), self._after_check, after_check),
             "human_interrupt": (self._grouped(self._human_interrupt), self._after_check, after_check),
@@ -196,12 +196,14 @@ class Workflow(ActNode):
     ) -> CompiledStateGraph[Any, Any, Any, Any]:
         return self.graph().compile(checkpointer=checkpointer, name=self.name)
 
-    def _timed(self, fn: Callable[[WorkflowState, RunnableConfig], dict[str, Any]]) -> Any:
-        """Wrap a node so its run time counts against the wall-clock budget."""
+    def _timed(self, fn: Callable[[WorkflowState, RunnableConfig], dict[str, Any]], *,
+               starts_run: bool = False) -> Any:
+        """Wrap a node so its run time counts against the wall-clock budget (``starts_run``: the
+        node starts a new run, whose id is not in the state yet; it commits its own rows)."""
 
         def node(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
             t0 = time.perf_counter()
-            with grouped_rows(self.ledger, config):
+            with grouped_rows(self.ledger, config, run=None if starts_run else state.get("run_id")):
                 out = fn(state, config)
             usage = out.get("usage", state.get("usage", Usage()))
             out["usage"] = usage.add(seconds=time.perf_counter() - t0)
@@ -215,7 +217,7 @@ class Workflow(ActNode):
         the run ends with it; pausing in it commits what is held, too)."""
 
         def node(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
-            with grouped_rows(self.ledger, config, final=final):
+            with grouped_rows(self.ledger, config, run=state.get("run_id"), final=final):
                 return fn(state, config)
 
         node.__name__ = fn.__name__.lstrip("_")
