@@ -6,8 +6,8 @@ Rows are held in memory and committed together, in one transaction:
   PostgreSQL database): a crash can then lose only rows of a step that LangGraph runs again from
   its last checkpoint;
 - at the end of the run, when they do not (no checkpointer, or an in-memory one): a crash loses
-  the run itself, so the rows of a run (after the router's, which start it and are committed
-  at once) are carried from node to node and committed when the run responds, escalates,
+  the run itself, so a run's rows are carried from node to node (keyed by run: runs without a
+  checkpointer may share a thread id) and committed when the run responds, escalates,
   pauses for a human, or a node fails;
 - at once, with every row held before them, for what a write does: a write's intent is
   committed (and synced) before its side effect, with the decision rows that admitted it.
@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
@@ -27,7 +28,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from tether.checkpoints.columns import now
 from tether.checkpoints.ledger import Ledger, LedgerEvent
 
-__all__ = ["Held", "flush_carried", "grouped_rows", "held_rows"]
+__all__ = ["Group", "Held", "flush_carried", "grouped_rows", "held_rows"]
 
 
 class Held(list[tuple[LedgerEvent, str]]):
@@ -90,28 +91,42 @@ def _commit(ledger: Ledger, rows: Held, key: _Key | None) -> None:
                 del runs[key]
 
 
+@dataclass(kw_only=True, slots=True)
+class Group:
+    """The node's group of rows; a node that starts a run names it in ``started`` (before the
+    node ends), and its rows are then carried into that run instead of committed at once."""
+
+    started: str | None = None
+
+
 @contextmanager
 def grouped_rows(ledger: Ledger, config: RunnableConfig, *, run: str | None = None,
-                 final: bool = False) -> Iterator[None]:
+                 final: bool = False) -> Iterator[Group]:
     """Hold the rows appended inside, and commit them when the node ends (see the module's
     docstring). ``run``: the run the node belongs to, whose rows are carried on when its
-    checkpoints are not durable (``None``: commit at the end of this node, as the router does
-    while it starts a run); ``final``: the run ends (or pauses) with this node, commit what
-    was carried too."""
-    key = (_thread(config), run) if run is not None and _volatile(config) else None
+    checkpoints are not durable (``None``: a node that starts a run, see ``Group``);
+    ``final``: the run ends (or pauses) with this node, commit what was carried too."""
+    volatile = _volatile(config)
+    key = (_thread(config), run) if run is not None and volatile else None
     carried = _carried(ledger, key)
     rows = carried if carried is not None else Held()
+    group = Group()
     token = _PENDING.set(rows)
     done = False
     try:
-        yield
+        yield group
         done = True
     finally:
         _PENDING.reset(token)
-        if carried is None:
+        if carried is not None:
+            if final or not done:
+                _commit(ledger, rows, key)
+        elif done and volatile and group.started is not None and not final:
+            target = _carried(ledger, (_thread(config), group.started))
+            assert target is not None
+            target.extend(rows)  # with their instants, into the run this node started
+        else:
             _commit(ledger, rows, None)
-        elif final or not done:
-            _commit(ledger, rows, key)
 
 
 def flush_carried(ledger: Ledger, thread_id: str | None = None) -> None:

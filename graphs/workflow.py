@@ -199,12 +199,14 @@ class Workflow(ActNode):
     def _timed(self, fn: Callable[[WorkflowState, RunnableConfig], dict[str, Any]], *,
                starts_run: bool = False) -> Any:
         """Wrap a node so its run time counts against the wall-clock budget (``starts_run``: the
-        node starts a new run, whose id is not in the state yet; it commits its own rows)."""
+        node starts a new run, whose id is in its update, not yet in the state)."""
 
         def node(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
             t0 = time.perf_counter()
-            with grouped_rows(self.ledger, config, run=None if starts_run else state.get("run_id")):
+            with grouped_rows(self.ledger, config, run=None if starts_run else state.get("run_id")) as group:
                 out = fn(state, config)
+                if starts_run:
+                    group.started = out.get("run_id")
             usage = out.get("usage", state.get("usage", Usage()))
             out["usage"] = usage.add(seconds=time.perf_counter() - t0)
             return unchanged_dropped(out, state)
