@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -147,15 +148,26 @@ class Ledger(ABC):
         The default suits backends whose every commit is durable; SQLite and PostgreSQL override it."""
         return self._tx()
 
+    _lock: threading.RLock
+    """Serializes this connection's transactions (every backend has one)."""
+    _commits = 0
+    """Write commits this connection made (a backend whose ``_write`` is not always durable counts them)."""
+    _durable_at = 0
+    """``_commits`` when this connection's last durable write committed."""
+
     def sync(self, *, through: int | None = None) -> None:
         """Make this connection's commits durable: all of them, or those up to ``through`` (a
         ``commit_mark()``); costs nothing when a durable commit since then already did it.
-        Backends whose commits are all durable do nothing."""
-        return None
+        Backends whose commits are all durable (and do not count them) do nothing."""
+        with self._lock:
+            if self._durable_at >= (self._commits if through is None else through):
+                return
+            with self._write(durable=True) as q:  # the log is written in order: this flushes every commit
+                q("UPDATE ledger_head SET seq=seq WHERE id=1")
 
     def commit_mark(self) -> int:
         """How many commits this connection has made (for ``sync(through=...)``)."""
-        return 0
+        return self._commits
 
     def __enter__(self) -> Ledger:
         return self

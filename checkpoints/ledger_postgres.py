@@ -123,15 +123,6 @@ class PostgresLedger(Ledger):
             if durable:
                 self._durable_at = self._commits
 
-    def commit_mark(self) -> int:
-        return self._commits
-
-    def sync(self, *, through: int | None = None) -> None:
-        with self._lock:
-            if self._durable_at >= (self._commits if through is None else through):
-                return
-            with self._write(durable=True) as q:  # a durable commit flushes the log through every commit
-                q("UPDATE ledger_head SET seq=seq WHERE id=1")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
