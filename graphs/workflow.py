@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,7 +36,6 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
 
 from tether.errors import PolicyFileError, WorkflowError
 from tether.graphs.act_node import ActNode
@@ -45,8 +43,9 @@ from tether.graphs.base import CLOSINGS, Route
 from tether.graphs.envelope import ENVELOPE_NOTICE
 from tether.graphs.fallback import CallOutcome, call_with_fallback
 from tether.graphs.messages import checkpoint_safe, route_tool, tool_reply
+from tether.graphs.nodes import grouped, routed, timed
 from tether.graphs.routing import RoutingDecision
-from tether.graphs.rows import flush_carried, grouped_rows
+from tether.graphs.rows import flush_carried
 from tether.graphs.state import (
     Escalated,
     Halt,
@@ -56,7 +55,6 @@ from tether.graphs.state import (
     Resolved,
     TurnSummary,
     WorkflowState,
-    unchanged_dropped,
 )
 from tether.graphs.tracing import run_id_for
 from tether.guards.budgets import Usage
@@ -78,27 +76,6 @@ class RoutedState(WorkflowState, total=False):
 
     reasoning_model: str
     """Pinned id of the model that reasons about the current run (``model_id`` or ``cheap_model_id``)."""
-
-
-def _routed(fn: Callable[[WorkflowState, RunnableConfig], dict[str, Any]],
-            after: Callable[[Any], str]) -> Callable[[WorkflowState, RunnableConfig], Command[str]]:
-    """A node that names the node after it (``Command(goto=...)``), decided by ``after`` on the
-    state as the node's update leaves it: routing then costs LangGraph no copy of the state, as
-    a conditional edge would."""
-
-    def node(state: WorkflowState, config: RunnableConfig) -> Command[str]:
-        out = fn(state, config)
-        return Command(update=out, goto=after(_as_updated(state, out)))
-
-    node.__name__ = getattr(fn, "__name__", "node")
-    return node
-
-
-def _as_updated(state: WorkflowState, out: dict[str, Any]) -> dict[str, Any]:
-    """What routing reads (``halt``, ``proposals``, the last message), with ``out`` applied."""
-    added = [m for m in out.get("messages") or () if not isinstance(m, RemoveMessage)]
-    return {"halt": out.get("halt", state.get("halt")), "proposals": out.get("proposals", state.get("proposals", [])),
-            "messages": added[-1:] or state.get("messages", [])[-1:]}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,20 +149,22 @@ class Workflow(ActNode):
     def graph(self) -> StateGraph[WorkflowState]:
         g: StateGraph[WorkflowState] = StateGraph(RoutedState)  # type: ignore[arg-type]
         after_check = ("human_interrupt", "act", "reasoning", "escalate")
-        routed: dict[str, tuple[Any, Callable[[Any], str], tuple[str, ...]]] = {
-            "router": (self._timed(self._router, starts_run=True), self._after_router, ("reasoning", "escalate")),
-            "reasoning": (self._timed(self._reasoning), self._after_reasoning, ("policy_check", "respond", "escalate")),
-            "policy_check": (self._timed(self._policy_check), self._after_check, after_check),
-            "human_interrupt": (self._grouped(self._human_interrupt), self._after_check, after_check),
-            "act": (self._timed(self._act), self._after_act, ("reasoning", "escalate")),
+        steps: dict[str, tuple[Any, Callable[[Any], str], tuple[str, ...]]] = {
+            "router": (timed(self.ledger, self._router, starts_run=True), self._after_router, ("reasoning", "escalate")),
+            "reasoning": (timed(self.ledger, self._reasoning), self._after_reasoning,
+                          ("policy_check", "respond", "escalate")),
+            "policy_check": (timed(self.ledger, self._policy_check), self._after_check, after_check),
+            "human_interrupt": (grouped(self.ledger, self._human_interrupt), self._after_check, after_check),
+            "act": (timed(self.ledger, self._act), self._after_act, ("reasoning", "escalate")),
         }
         # every node reads the whole state (RoutedState, not only its annotation) and names the
         # node that follows it (``destinations`` draws those edges in Studio)
-        for name, (fn, after, ends) in routed.items():
-            node: Any = _routed(fn, after)
+        for name, (fn, after, ends) in steps.items():
+            node: Any = routed(fn, after)
             g.add_node(name, node, input_schema=RoutedState, destinations=ends)
-        g.add_node("escalate", self._grouped(self._escalate, final=True), input_schema=RoutedState)
-        g.add_node("respond", self._grouped(self._respond, final=True), input_schema=RoutedState)
+        for name, fn in (("escalate", self._escalate), ("respond", self._respond)):  # the run ends here
+            last: Any = grouped(self.ledger, fn, final=True)
+            g.add_node(name, last, input_schema=RoutedState)
         g.add_edge(START, "router")
         g.add_edge("escalate", END)
         g.add_edge("respond", END)
@@ -195,35 +174,6 @@ class Workflow(ActNode):
         self, checkpointer: BaseCheckpointSaver[Any] | None = None
     ) -> CompiledStateGraph[Any, Any, Any, Any]:
         return self.graph().compile(checkpointer=checkpointer, name=self.name)
-
-    def _timed(self, fn: Callable[[WorkflowState, RunnableConfig], dict[str, Any]], *,
-               starts_run: bool = False) -> Any:
-        """Wrap a node so its run time counts against the wall-clock budget (``starts_run``: the
-        node starts a new run, whose id is in its update, not yet in the state)."""
-
-        def node(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
-            t0 = time.perf_counter()
-            with grouped_rows(self.ledger, config, run=None if starts_run else state.get("run_id")) as group:
-                out = fn(state, config)
-                if starts_run:
-                    group.started = out.get("run_id")
-            usage = out.get("usage", state.get("usage", Usage()))
-            out["usage"] = usage.add(seconds=time.perf_counter() - t0)
-            return unchanged_dropped(out, state)
-
-        node.__name__ = fn.__name__.lstrip("_")
-        return node
-
-    def _grouped(self, fn: Callable[[WorkflowState, RunnableConfig], dict[str, Any]], *, final: bool = False) -> Any:
-        """Wrap an untimed node so its ledger rows are grouped like a timed node's (``final``:
-        the run ends with it; pausing in it commits what is held, too)."""
-
-        def node(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
-            with grouped_rows(self.ledger, config, run=state.get("run_id"), final=final):
-                return fn(state, config)
-
-        node.__name__ = fn.__name__.lstrip("_")
-        return node
 
     def flush_rows(self, thread_id: str | None = None) -> None:
         """Commit ledger rows still held for a run that stopped between nodes (an error raised

@@ -24,7 +24,7 @@ from langchain_core.messages import HumanMessage
 
 from tether.checkpoints.ledger import Ledger
 from tether.config import Home
-from tether.graphs import workflow
+from tether.graphs import nodes
 from tether.graphs.state import Approve, Halt, unchanged_dropped
 from tether.guards.decisions import EscalationAction
 
@@ -68,7 +68,7 @@ def _run(home: Home, monkeypatch: pytest.MonkeyPatch, *, prune: bool) -> tuple[d
         dropped.extend(before - set(kept))
         return kept
 
-    monkeypatch.setattr(workflow, "unchanged_dropped", counting)
+    monkeypatch.setattr(nodes, "unchanged_dropped", counting)
     with Ledger.open(home.ledger_url) as ledger:
         app = build_workflow(home, ledger, script=SCRIPT).compile(checkpointer=memory_saver())
         start(app, "I need a refund of $40 for the damaged kettle in order O-20417", "t")
