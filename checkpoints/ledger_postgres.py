@@ -30,8 +30,8 @@ from tether.errors import LedgerError, MissingExtra
 __all__ = ["PostgresLedger", "redact"]
 
 _MIGRATION_LOCK = 0x7E7E_1ED6  # pg_advisory_xact_lock key for schema migrations
-_ROW = _INSERT[_INSERT.index("VALUES ") + len("VALUES "):]
-"""One row's placeholders in the insert statement."""
+_INSERT_HEAD, _ROW = _INSERT[: _INSERT.index("VALUES ") + len("VALUES ")], _INSERT[_INSERT.index("VALUES ") + len("VALUES "):]
+"""The insert statement up to its values, and one row's placeholders."""
 _ROWS_PER_INSERT = 1000
 """Rows one ``INSERT`` carries (PostgreSQL takes at most 65,535 parameters a statement)."""
 
@@ -150,8 +150,7 @@ class PostgresLedger(Ledger):
         """Rows in as few statements (and round trips) as the parameter limit allows."""
         for i in range(0, len(params), _ROWS_PER_INSERT):
             batch = params[i:i + _ROWS_PER_INSERT]
-            sql = _INSERT[: _INSERT.index("VALUES ") + len("VALUES ")] + ", ".join([_ROW] * len(batch))
-            q(sql, [v for row in batch for v in row])
+            q(_INSERT_HEAD + ", ".join([_ROW] * len(batch)), [v for row in batch for v in row])
 
     def _verify_rows(self, upto: int) -> Iterator[Sequence[Any]]:
         """Rows the server vouches for come back as ``Checked`` runs (``tether.checkpoints.vouch``);
