@@ -86,6 +86,17 @@ _NO_END = 2**63 - 1
 """The largest ``seq`` either backend can store."""
 
 
+def chained(stamped: Sequence[Sequence[Any]], seq: int, prev: str) -> list[tuple[Any, ...]]:
+    """Rows linked after the head ``(seq, prev)``: ``(seq, prev_hash, row_hash, *values)`` each."""
+    out: list[tuple[Any, ...]] = []
+    for values in stamped:
+        seq += 1
+        h = values_hash(values, seq=seq, prev_hash=prev)
+        out.append((seq, prev, h, *values))
+        prev = h
+    return out
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Attempts:
     """What the ledger holds for one idempotency key (``Ledger.attempts``)."""
@@ -185,13 +196,7 @@ class Ledger(ABC):
         """Add one row at the head, on disk before this returns if ``durable`` (the intent of a
         write tool, appended before its side effect)."""
         cols = to_columns(ev, event_id=new_event_id(), ts=now())
-        with self._write(durable=durable) as q:
-            seq, prev = self._lock_head(q)
-            seq += 1
-            values = [cols[c] for c, _ in COLUMNS]
-            h = values_hash(values, seq=seq, prev_hash=prev)
-            q(_INSERT, (seq, prev, h, *values))
-            q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, h))
+        ((seq, prev, h, *_),) = self._append_rows([[cols[c] for c, _ in COLUMNS]], durable=durable)
         return from_columns({**cols, "seq": seq, "prev_hash": prev, "row_hash": h})
 
     def append_many(self, evs: Sequence[LedgerEvent], *, durable: bool = False,
@@ -203,22 +208,21 @@ class Ledger(ABC):
         events held before this commit; by default every row is stamped now."""
         if at is not None and len(at) != len(evs):
             raise ValueError(f"append_many: {len(evs)} events but {len(at)} instants in at=")
+        if not evs:
+            return self.head().seq
         stamps = at if at is not None else [now()] * len(evs)
         stamped = [to_values(ev, event_id=i, ts=ts)
                    for ev, i, ts in zip(evs, new_event_ids(len(evs)), stamps, strict=True)]
+        return int(self._append_rows(stamped, durable=durable)[-1][0])
+
+    def _append_rows(self, stamped: Sequence[Sequence[Any]], *, durable: bool) -> list[tuple[Any, ...]]:
+        """Chain the rows (column values in ``COLUMNS`` order) to the head, under its lock, in
+        one transaction; returns them as inserted: ``(seq, prev_hash, row_hash, *values)``."""
         with self._write(durable=durable) as q:
-            seq, prev = self._lock_head(q)
-            if not stamped:
-                return seq
-            params = []
-            for values in stamped:
-                seq += 1
-                h = values_hash(values, seq=seq, prev_hash=prev)
-                params.append((seq, prev, h, *values))
-                prev = h
+            params = chained(stamped, *self._lock_head(q))
             self._insert_many(q, params)
-            q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (seq, prev))
-        return seq
+            q("UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1", (params[-1][0], params[-1][2]))
+        return params
 
     def _insert_many(self, q: Query, params: list[tuple[Any, ...]]) -> None:
         """Insert event rows; a backend may do it in one round trip."""

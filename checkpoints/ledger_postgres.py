@@ -21,8 +21,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from tether.checkpoints.chain import GENESIS
-from tether.checkpoints.ledger import _INSERT, Ledger, Query
+from tether.checkpoints.ledger import _INSERT, Ledger, Query, chained
 from tether.checkpoints.migrations import migrate
+from tether.checkpoints.records import COLUMNS
 from tether.checkpoints.row_text import pg_text_sql
 from tether.checkpoints.vouch import Range, in_order, ranges, vouched
 from tether.errors import LedgerError, MissingExtra
@@ -34,6 +35,17 @@ _INSERT_HEAD, _ROW = _INSERT[: _INSERT.index("VALUES ") + len("VALUES ")], _INSE
 """The insert statement up to its values, and one row's placeholders."""
 _ROWS_PER_INSERT = 1000
 """Rows one ``INSERT`` carries (PostgreSQL takes at most 65,535 parameters a statement)."""
+_IDLE = 0
+"""``psycopg.pq.TransactionStatus.IDLE``: no transaction open on the connection."""
+_CAST = {"text": "text", "int": "bigint", "real": "float8"}
+_TYPED_ROW = "(?::bigint, ?::text, ?::text, " + ", ".join(f"?::{_CAST[k]}" for _, k in COLUMNS) + ")"
+"""One row's placeholders with their column types (a ``VALUES`` list in a query has no table to
+take them from; the first row's types hold for the rest)."""
+_AT_HEAD = """WITH moved AS (UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1 AND seq=? AND row_hash=? RETURNING 1),
+  added AS (INSERT INTO ledger_events (seq, prev_hash, row_hash, {cols}) SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM moved))
+SELECT (SELECT count(*) FROM moved) AS moved{relax}"""
+"""Rows chained to the head this connection last wrote, in one statement (one round trip, one
+commit): added only if the head is still the one they were chained to; else nothing is."""
 
 
 _CHECK_BATCH = 20_000
@@ -71,6 +83,8 @@ class PostgresLedger(Ledger):
         """The open write transaction need not wait for the log's flush when it commits."""
         self._durable_at = 0
         """``_commits`` when the last durable ledger write of this connection committed."""
+        self._head: tuple[int, str] | None = None
+        """The head as this connection's last append left it (another writer may have moved it)."""
         self.url = url
         with self._tx() as q:
             q("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
@@ -111,8 +125,9 @@ class PostgresLedger(Ledger):
     @contextmanager
     def _write(self, *, durable: bool) -> Iterator[Query]:
         with self._lock:
+            nested = self._conn.info.transaction_status != _IDLE  # then it commits with the caller's transaction
             with self._tx() as q:
-                self._relaxed = not durable  # this transaction only: the connection's default stays durable
+                self._relaxed = not durable and not nested  # this transaction only: the default stays durable
                 try:
                     yield q
                     if self._relaxed:  # no head lock took it along (see ``_lock_head``)
@@ -145,6 +160,32 @@ class PostgresLedger(Ledger):
         rows, _ = q(f"SELECT seq, row_hash{relax} FROM ledger_head WHERE id=1 FOR UPDATE")  # one round trip
         self._relaxed = False
         return (int(rows[0]["seq"]), str(rows[0]["row_hash"])) if rows else (0, GENESIS)
+
+    def _append_rows(self, stamped: Sequence[Sequence[Any]], *, durable: bool) -> list[tuple[Any, ...]]:
+        """Rows chained to the head this connection last left, in one statement; where another
+        writer has moved the head since (or none is known), under the head's lock instead."""
+        with self._lock:
+            head, self._head = self._head, None
+            idle = self._conn.info.transaction_status == _IDLE  # not inside a caller's transaction
+            if head is not None and idle and len(stamped) <= _ROWS_PER_INSERT:
+                params = chained(stamped, *head)
+                if self._added_at_head(params, head, durable=durable):
+                    self._head = (params[-1][0], params[-1][2])
+                    return params
+            params = super()._append_rows(stamped, durable=durable)
+            self._head = (params[-1][0], params[-1][2])
+            return params
+
+    def _added_at_head(self, params: list[tuple[Any, ...]], head: tuple[int, str], *, durable: bool) -> bool:
+        relax = "" if durable else ", set_config('synchronous_commit', 'off', true) AS relaxed"
+        sql = _AT_HEAD.format(cols=", ".join(c for c, _ in COLUMNS), rows=", ".join([_TYPED_ROW] * len(params)), relax=relax)
+        rows, _ = self._run(sql, [params[-1][0], params[-1][2], *head, *(v for row in params for v in row)])
+        if not rows[0]["moved"]:
+            return False
+        self._commits += 1
+        if durable:
+            self._durable_at = self._commits
+        return True
 
     def _insert_many(self, q: Query, params: list[tuple[Any, ...]]) -> None:
         """Rows in as few statements (and round trips) as the parameter limit allows."""
