@@ -1,8 +1,12 @@
 """PostgreSQL ledger backend (the ``postgres`` extra: psycopg 3).
 
-Appends are serialized by ``SELECT ... FOR UPDATE`` on the single ``ledger_head`` row, so
-concurrent writers from many processes each link to the true head and take the next
-``seq`` (no sequence object: a rolled-back append leaves no gap). Migrations run under a
+An append is one statement when it can: its rows are chained to the head this connection last
+wrote, and the statement moves the single ``ledger_head`` row and adds them only if that row is
+still that head (an ``UPDATE`` that another writer's concurrent move makes match nothing, and
+then nothing is added). Otherwise (the first append, another writer moved the head, a caller's
+transaction is open) appends are serialized by ``SELECT ... FOR UPDATE`` on that row, so
+concurrent writers from many processes each link to the true head and take the next ``seq``
+(no sequence object: a rolled-back append leaves no gap). Migrations run under a
 transaction-scoped advisory lock so several processes may open a fresh database at once.
 
 A row that need not be durable at once (``_write(durable=False)``: routing, decisions, reads,
