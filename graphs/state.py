@@ -274,11 +274,18 @@ _REDUCED = frozenset(k for k, hint in get_type_hints(WorkflowState, include_extr
 
 def unchanged_dropped(out: dict[str, Any], state: Mapping[str, Any]) -> dict[str, Any]:
     """A node's update without the values it hands back unchanged: writing a value equal to the
-    one in the state changes nothing but costs a checkpoint write and a channel update. Channels
-    with a reducer (``messages``) are always kept: there a write is an instruction, not a value."""
-    for key in [k for k, v in out.items() if k not in _REDUCED and k in state and _same(v, state[k])]:
+    one in the state changes nothing but costs a checkpoint write and a channel update (and, on
+    PostgreSQL, a new copy of the channel). On a channel with a reducer (``messages``) a write is
+    an instruction, not a value: it is kept unless it adds nothing (an empty list)."""
+    for key in [k for k, v in out.items() if _unchanged(k, v, state)]:
         del out[key]
     return out
+
+
+def _unchanged(key: str, value: Any, state: Mapping[str, Any]) -> bool:
+    if key in _REDUCED:
+        return isinstance(value, list | tuple) and not value  # add_messages of nothing changes nothing
+    return key in state and _same(value, state[key])
 
 
 def _same(a: Any, b: Any) -> bool:

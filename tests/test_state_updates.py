@@ -45,7 +45,9 @@ def test_equal_values_are_dropped_and_everything_else_kept() -> None:
               "messages": [HumanMessage("hi")]}
     out = unchanged_dropped({"error_streak": 0, "halt": None, "route": "refunds", "history": [halt],
                              "moved_usd": {"a": 1.0}, "messages": [], "outcome": None}, before)
-    assert out == {"messages": [], "outcome": None}  # messages has a reducer; outcome was not in the state
+    assert out == {"outcome": None}  # adding no messages is no write; outcome was not in the state
+    added = unchanged_dropped({"messages": [HumanMessage("hi")], "route": "refunds"}, before)
+    assert list(added) == ["messages"]  # a reducer's write is an instruction: kept, even if equal
     kept = unchanged_dropped({"error_streak": False, "moved_usd": {"a": 1}, "halt": halt, "route": "other"}, before)
     assert kept == {"error_streak": False, "moved_usd": {"a": 1}, "halt": halt, "route": "other"}
 
@@ -63,9 +65,10 @@ def _run(home: Home, monkeypatch: pytest.MonkeyPatch, *, prune: bool) -> tuple[d
     dropped: list[str] = []
 
     def counting(out: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-        before = set(out)
+        before = dict(out)
         kept = unchanged_dropped(out, state) if prune else out
-        dropped.extend(before - set(kept))
+        dropped.extend(k for k in before if k not in kept)
+        assert all(not before[k] for k in before if k == "messages" and k not in kept)  # only empty ones
         return kept
 
     monkeypatch.setattr(nodes, "unchanged_dropped", counting)
@@ -77,7 +80,7 @@ def _run(home: Home, monkeypatch: pytest.MonkeyPatch, *, prune: bool) -> tuple[d
         final = state(app, "t")
         kinds = [r.event for r in ledger.events("t")]
     monkeypatch.undo()
-    assert bool(dropped) == prune and "messages" not in dropped
+    assert bool(dropped) == prune and ("messages" in dropped) == prune
     return final, kinds
 
 
