@@ -44,10 +44,14 @@ _IDLE = 0
 _CAST = {"text": "text", "int": "bigint", "real": "float8"}
 _TYPED_ROW = "(?::bigint, ?::text, ?::text, " + ", ".join(f"?::{_CAST[k]}" for _, k in COLUMNS) + ")"
 """One row's placeholders with their column types (a ``VALUES`` list in a query has no table to
-take them from; the first row's types hold for the rest)."""
-_AT_HEAD = """WITH moved AS (UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1 AND seq=? AND row_hash=? RETURNING 1),
-  added AS (INSERT INTO ledger_events (seq, prev_hash, row_hash, {cols}) SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM moved))
-SELECT (SELECT count(*) FROM moved) AS moved{relax}"""
+take them from; every row carries the casts, so no row's parameter types can disagree)."""
+_EVENT_COLUMNS = "seq, prev_hash, row_hash, " + ", ".join(c for c, _ in COLUMNS)
+_AT_HEAD = (
+    "WITH moved AS (UPDATE ledger_head SET seq=?, row_hash=? WHERE id=1 AND seq=? AND row_hash=? RETURNING 1),"
+    f" added AS (INSERT INTO ledger_events ({_EVENT_COLUMNS})"
+    " SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM moved))"
+    " SELECT (SELECT count(*) FROM moved) AS moved{relax}"
+)
 """Rows chained to the head this connection last wrote, in one statement (one round trip, one
 commit): added only if the head is still the one they were chained to; else nothing is."""
 
@@ -129,7 +133,7 @@ class PostgresLedger(Ledger):
     @contextmanager
     def _write(self, *, durable: bool) -> Iterator[Query]:
         with self._lock:
-            nested = self._conn.info.transaction_status != _IDLE  # then it commits with the caller's transaction
+            nested = self._in_transaction()  # then it commits with the caller's transaction
             with self._tx() as q:
                 self._relaxed = not durable and not nested  # this transaction only: the default stays durable
                 try:
@@ -170,8 +174,7 @@ class PostgresLedger(Ledger):
         writer has moved the head since (or none is known), under the head's lock instead."""
         with self._lock:
             head, self._head = self._head, None
-            idle = self._conn.info.transaction_status == _IDLE  # not inside a caller's transaction
-            if head is not None and idle and len(stamped) <= _ROWS_PER_INSERT:
+            if head is not None and not self._in_transaction() and len(stamped) <= _ROWS_PER_INSERT:
                 params = chained(stamped, *head)
                 if self._added_at_head(params, head, durable=durable):
                     self._head = (params[-1][0], params[-1][2])
@@ -180,9 +183,13 @@ class PostgresLedger(Ledger):
             self._head = (params[-1][0], params[-1][2])
             return params
 
+    def _in_transaction(self) -> bool:
+        """A caller's transaction is open on the connection (its appends commit with it)."""
+        return bool(self._conn.info.transaction_status != _IDLE)
+
     def _added_at_head(self, params: list[tuple[Any, ...]], head: tuple[int, str], *, durable: bool) -> bool:
         relax = "" if durable else ", set_config('synchronous_commit', 'off', true) AS relaxed"
-        sql = _AT_HEAD.format(cols=", ".join(c for c, _ in COLUMNS), rows=", ".join([_TYPED_ROW] * len(params)), relax=relax)
+        sql = _AT_HEAD.format(rows=", ".join([_TYPED_ROW] * len(params)), relax=relax)
         rows, _ = self._run(sql, [params[-1][0], params[-1][2], *head, *(v for row in params for v in row)])
         if not rows[0]["moved"]:
             return False
